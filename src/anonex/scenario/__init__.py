@@ -1,0 +1,1 @@
+"""The scenario language: grammar, parser, steps and expectations, runner and verdicts."""
