@@ -67,6 +67,8 @@ BOUNDARIES: tuple[Boundary, ...] = (
     Boundary("mprotect_upgrade_exclusive", _v("6.0"), '64fe24a3e05e "mm/mprotect: try avoiding '
              'write faults for exclusive anonymous pages when changing protection"',
              "mprotect(PROT_WRITE) maps exclusive anon pages writable at once"),
+    Boundary("mprotect_upgrade_clean", _v("6.2"), '"mm/mprotect: allow clean exclusive anon '
+             'pages to be writable"', "the mprotect upgrade no longer needs a dirty PTE"),
     Boundary("ro_longterm_unshare_any", _v("6.2"), '"mm/gup: reliable R/O long-term pinning in '
              'COW mappings"', "a R/O FOLL_LONGTERM pin unshares any page of a COW mapping "
              "(zero page, pagecache)"),

@@ -1,0 +1,401 @@
+"""The model backend: runs scenario steps on :class:`~anonex.kernel.state.Kernel`.
+
+Each step becomes the system calls and kernel paths it stands for (a ``write`` is a user
+store that may fault, ``vmsplice`` is GUP with FOLL_GET, ``pin`` is io_uring's
+FOLL_PIN|FOLL_LONGTERM|FOLL_WRITE, ``peek`` is process_vm_readv's remote R/O FOLL_PIN …).
+After every step the structural invariants are checked, and every value read is compared
+with the oracle; a broken promise or a ``KernelBug`` becomes the step's finding.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from anonex.kernel import flags as pf
+from anonex.kernel import invariants
+from anonex.kernel.errors import KernelBug, Segfault
+from anonex.kernel.fault import FAULT_FLAG_WRITE, handle_mm_fault
+from anonex.kernel.fork import dup_mmap
+from anonex.kernel.gup import (
+    FOLL_FAST_ONLY,
+    FOLL_FORCE,
+    FOLL_GET,
+    FOLL_LONGTERM,
+    FOLL_PIN,
+    FOLL_REMOTE,
+    FOLL_WRITE,
+    get_user_pages,
+    put_page,
+    unpin_user_page,
+)
+from anonex.kernel.madvise import madvise
+from anonex.kernel.mmap import exit_mmap, mmap_anon, mremap, munmap
+from anonex.kernel.mprotect import mprotect
+from anonex.kernel.oracle import Oracle
+from anonex.kernel.pgtable import MigrationPte, Pte, SwapPte
+from anonex.kernel.state import (
+    MM,
+    VM_DONTCOPY,
+    VM_NOHUGEPAGE,
+    VM_READ,
+    VM_WIPEONFORK,
+    VM_WRITE,
+    Kernel,
+    Pin,
+    Pipe,
+    PageRef,
+)
+from anonex.observation import PageObs, StepResult, Unsupported
+from anonex.scenario import ast
+from anonex.versions import CURRENT, KernelVersion
+
+
+def join_tags(tags: list[str]) -> str:
+    """A read over several pages: the tag if all agree, else the tags joined by ','."""
+    if tags and all(t == tags[0] for t in tags):
+        return tags[0]
+    return ",".join(tags)
+
+
+class ModelBackend:
+    """The kernel model at one version, behind the :class:`~anonex.observation.Backend`
+    protocol."""
+
+    def __init__(self, version: KernelVersion = CURRENT) -> None:
+        self.version = version
+        self.name = f"model@{version}"
+        self.k = Kernel(version)
+        self.oracle = Oracle()
+        self.region_pages: dict[str, int] = {}
+
+    # -- protocol -------------------------------------------------------------------------
+
+    def start(self, scenario: ast.Scenario) -> None:
+        del scenario
+        self.k = Kernel(self.version)
+        self.k.mms["P0"] = MM("P0")
+        self.oracle = Oracle()
+        self.region_pages = {}
+
+    def finish(self) -> None:
+        pass
+
+    def environment(self) -> dict[str, Any]:
+        return {"backend": "model", "kernel": str(self.version)}
+
+    def step(self, st: ast.Step) -> StepResult:
+        try:
+            res = self._dispatch(st)
+        except Segfault as e:
+            return StepResult(error=str(e))
+        except KernelBug as e:
+            return StepResult(finding=e.describe())
+        problems = invariants.check(self.k) + self._pin_coherence()
+        if problems and res.finding is None:
+            res.finding = "; ".join(problems)
+        return res
+
+    def observe(self) -> list[PageObs]:
+        out: list[PageObs] = []
+        for name in sorted(self.k.mms, key=lambda n: int(n[1:])):
+            mm = self.k.mms[name]
+            for region, n in self.region_pages.items():
+                base = self.k.regions[region]
+                for i in range(n):
+                    out.append(self._obs(mm, region, i, base + i))
+        return out
+
+    # -- observation ----------------------------------------------------------------------
+
+    def _obs(self, mm: MM, region: str, i: int, vpn: int) -> PageObs:
+        e = mm.ptes.get(vpn)
+        if isinstance(e, Pte):
+            page = e.page
+            f = page.folio
+            exclusive = f.anon and not f.ksm and pf.PageAnonExclusive(page)
+            return PageObs(
+                mm.name, region, i, "present", ident=f.pfn * 4096 + page.index,
+                anon_exclusive=bool(exclusive),
+                mapcount=0 if f.zero else page.mapcount + f.entire_mapcount,
+                ksm=f.ksm, thp=f.large and not f.hugetlb, huge=f.hugetlb, zero=f.zero,
+                data=page.data,
+                extra={"refcount": f.refcount, "pincount": f.pincount,
+                       "pte_write": e.write, "pte_dirty": e.dirty,
+                       "flags": pf.flag_names(page.flags)},
+            )
+        if isinstance(e, SwapPte):
+            s = self.k.swap[e.slot]
+            data = s.cache.pages[0].data if s.cache is not None else s.data[0]
+            return PageObs(mm.name, region, i, "swapped", data=data,
+                           extra={"swp_exclusive": e.exclusive, "slot": e.slot,
+                                  "swapcount": s.count})
+        if isinstance(e, MigrationPte):
+            return PageObs(mm.name, region, i, "swapped", data=e.page.data,
+                           extra={"migration": e.kind})
+        return PageObs(mm.name, region, i, "none")
+
+    def _pin_coherence(self) -> list[str]:
+        out: list[str] = []
+        for name, i, mmname, vpn in self.oracle.pins_attached():
+            pin = self.k.pins.get(name)
+            mm = self.k.mms.get(mmname)
+            if pin is None or mm is None:
+                continue
+            e = mm.ptes.get(vpn)
+            page = pin.refs[i].page
+            if not isinstance(e, Pte) or e.page is not page:
+                out.append(f"pin coherence broken: {mmname} no longer maps the page pinned "
+                           f"by '{name}' ({page.name}) at {vpn:#x}: the kernel replaced it "
+                           "behind the pin (wrong COW)")
+        return out
+
+    # -- steps ----------------------------------------------------------------------------
+
+    def _mm(self, name: str | None) -> MM:
+        assert name is not None
+        mm = self.k.mms.get(name)
+        if mm is None:
+            raise Segfault(f"process {name} has exited")
+        return mm
+
+    def _vpns(self, loc: ast.Loc | None) -> list[int]:
+        assert loc is not None
+        base = self.k.region_vpn(loc.region)
+        n = self.region_pages.get(loc.region, 0)
+        return [base + i for i in loc.pages(n)]
+
+    def _access(self, mm: MM, vpn: int, write: bool) -> int:
+        """A user-space load or store: 1 if it faulted."""
+        vma = mm.vma_or_fault(vpn)
+        if not vma.flags & (VM_WRITE if write else VM_READ):
+            raise Segfault(f"SIGSEGV: {mm.name} {'writes' if write else 'reads'} {vpn:#x} "
+                           "without permission")
+        e = mm.ptes.get(vpn)
+        if isinstance(e, Pte) and (e.write or not write):
+            if write:
+                e.dirty = True
+            return 0
+        handle_mm_fault(self.k, mm, vpn, FAULT_FLAG_WRITE if write else 0)
+        e = mm.ptes.get(vpn)
+        if not isinstance(e, Pte) or (write and not e.write):
+            raise KernelBug("the fault did not make the access possible", where="_access")
+        return 1
+
+    def _store(self, mm: MM, vpn: int, tag: str) -> None:
+        e = mm.ptes[vpn]
+        assert isinstance(e, Pte)
+        e.page.data = tag
+        self.oracle.write(mm.name, vpn, tag)
+
+    def _load(self, mm: MM, vpn: int) -> str:
+        e = mm.ptes[vpn]
+        assert isinstance(e, Pte)
+        return e.page.data
+
+    def _gup(self, mm: MM, vpns: list[int], flags: int) -> list[Any]:
+        return get_user_pages(self.k, mm, vpns, flags)
+
+    def _dispatch(self, st: ast.Step) -> StepResult:  # noqa: C901 - one branch per op
+        k = self.k
+        op = st.op
+        r = k.rules
+        if op == "mmap":
+            assert st.loc is not None
+            if st.kind != "anon":
+                raise Unsupported(f"mmap {st.kind}: large pages are the next issue's work")
+            assert st.npages is not None
+            mm = self._mm(st.proc)
+            base = k.region_vpn(st.loc.region)
+            self.region_pages[st.loc.region] = st.npages
+            try:
+                mmap_anon(k, mm, base, st.npages, VM_NOHUGEPAGE)
+            except ValueError as e:
+                raise Segfault(str(e)) from None
+            self.oracle.map(mm.name, range(base, base + st.npages))
+            return StepResult()
+        if op in ("write", "touch", "read"):
+            mm = self._mm(st.proc)
+            faults = 0
+            tags: list[str] = []
+            problem = None
+            for vpn in self._vpns(st.loc):
+                faults |= self._access(mm, vpn, op == "write")
+                if op == "write":
+                    self._store(mm, vpn, st.tag or "")
+                else:
+                    got = self._load(mm, vpn)
+                    tags.append(got)
+                    problem = problem or self.oracle.check_read(mm.name, vpn, got, st.text())
+            return StepResult(value=join_tags(tags) if op == "read" else None, faults=faults,
+                              finding=problem)
+        if op == "fork":
+            parent = self._mm(st.proc)
+            assert st.target is not None
+            child = dup_mmap(k, parent, st.target)
+            k.mms[st.target] = child
+            copied = [range(v.start, v.end) for v in parent.vmas
+                      if not v.flags & (VM_DONTCOPY | VM_WIPEONFORK)]
+            wiped = [range(v.start, v.end) for v in parent.vmas if v.flags & VM_WIPEONFORK
+                     and not v.flags & VM_DONTCOPY]
+            self.oracle.fork(parent.name, child.name, copied, wiped)
+            for holder in (*k.pipes.values(), *k.pins.values()):
+                if parent.name in holder.holders:
+                    holder.holders.add(child.name)
+            return StepResult()
+        if op == "exit":
+            mm = self._mm(st.proc)
+            exit_mmap(k, mm)
+            del k.mms[mm.name]
+            self.oracle.exit(mm.name)
+            for name in list(k.pipes):
+                self._drop_holder(name, mm.name, pipe=True)
+            for name in list(k.pins):
+                self._drop_holder(name, mm.name, pipe=False)
+            return StepResult()
+        if op == "munmap":
+            mm = self._mm(st.proc)
+            vpns = self._vpns(st.loc)
+            munmap(k, mm, vpns[0], vpns[-1] + 1)
+            self.oracle.unmap(mm.name, range(vpns[0], vpns[-1] + 1))
+            return StepResult()
+        if op == "mprotect":
+            mm = self._mm(st.proc)
+            vpns = self._vpns(st.loc)
+            for v in vpns:
+                mm.vma_or_fault(v)
+            mprotect(k, mm, vpns[0], vpns[-1] + 1, st.word or "rw")
+            return StepResult()
+        if op == "mremap":
+            mm = self._mm(st.proc)
+            vpns = self._vpns(st.loc)
+            assert st.name is not None
+            new_base = k.region_vpn(st.name)
+            self.region_pages[st.name] = len(vpns)
+            mremap(k, mm, vpns[0], vpns[-1] + 1, new_base)
+            self.oracle.move(mm.name, range(vpns[0], vpns[-1] + 1), new_base - vpns[0])
+            return StepResult()
+        if op == "madvise":
+            mm = self._mm(st.proc)
+            vpns = self._vpns(st.loc)
+            madvise(k, mm, vpns[0], vpns[-1] + 1, st.word or "")
+            if st.word == "dontneed":
+                self.oracle.unmap(mm.name, range(vpns[0], vpns[-1] + 1), keep_zero=True)
+            return StepResult()
+        if op == "vmsplice":
+            mm = self._mm(st.proc)
+            vpns = self._vpns(st.loc)
+            assert st.name is not None
+            pages = self._gup(mm, vpns, FOLL_GET)
+            k.pipes[st.name] = Pipe([PageRef(p, mm.name, v) for p, v in zip(pages, vpns,
+                                                                             strict=True)],
+                                    {mm.name})
+            self.oracle.vmsplice(st.name, mm.name, vpns)
+            return StepResult()
+        if op == "read_handle":
+            self._mm(st.proc)
+            assert st.name is not None
+            pipe = k.pipes.pop(st.name)
+            tags = [ref.page.data for ref in pipe.refs]
+            problem = self.oracle.check_pipe(st.name, tags)
+            for ref in pipe.refs:
+                put_page(k, ref.page)
+            return StepResult(value=join_tags(tags), finding=problem)
+        if op == "pin":
+            mm = self._mm(st.proc)
+            vpns = self._vpns(st.loc)
+            assert st.name is not None
+            opts = st.pinopts or frozenset({"rw", "longterm"})
+            flags = FOLL_PIN
+            if "ro" not in opts:
+                flags |= FOLL_WRITE
+            if "longterm" in opts:
+                flags |= FOLL_LONGTERM
+            if "fast" in opts:
+                flags |= FOLL_FAST_ONLY
+            pages = self._gup(mm, vpns, flags)
+            k.pins[st.name] = Pin([PageRef(p, mm.name, v) for p, v in zip(pages, vpns,
+                                                                          strict=True)],
+                                  {mm.name}, flags)
+            self.oracle.pin(st.name, mm.name, vpns)
+            return StepResult()
+        if op == "unpin":
+            assert st.name is not None
+            self._release_pin(st.name)
+            return StepResult()
+        if op == "dma_write":
+            assert st.name is not None
+            for ref in k.pins[st.name].refs:
+                ref.page.data = st.tag or ""
+            self.oracle.dma_write(st.name, st.tag or "")
+            return StepResult()
+        if op == "dma_read":
+            assert st.name is not None
+            tags = [ref.page.data for ref in k.pins[st.name].refs]
+            return StepResult(value=join_tags(tags),
+                              finding=self.oracle.check_pin(st.name, tags))
+        if op in ("dio_read", "dio_write"):
+            mm = self._mm(st.proc)
+            vpns = self._vpns(st.loc)
+            kind = FOLL_PIN if r.odirect_foll_pin else FOLL_GET
+            write = op == "dio_read"  # a read() from the file writes into the page
+            pages = self._gup(mm, vpns, kind | (FOLL_WRITE if write else 0))
+            tags = []
+            problem = None
+            for p, v in zip(pages, vpns, strict=True):
+                if write:
+                    p.data = st.tag or ""
+                    self.oracle.write(mm.name, v, st.tag or "")
+                else:
+                    tags.append(p.data)
+                    problem = problem or self.oracle.check_read(mm.name, v, p.data, st.text())
+                self._put(p, kind)
+            return StepResult(value=None if write else join_tags(tags), finding=problem)
+        if op in ("peek", "poke", "force_write"):
+            self._mm(st.proc)
+            target = self._mm(st.target)
+            vpns = self._vpns(st.loc)
+            if op == "force_write":
+                kind = FOLL_GET
+                flags = FOLL_GET | FOLL_WRITE | FOLL_FORCE | FOLL_REMOTE
+            else:
+                kind = FOLL_PIN
+                flags = FOLL_PIN | FOLL_REMOTE | (FOLL_WRITE if op == "poke" else 0)
+            pages = self._gup(target, vpns, flags)
+            tags = []
+            problem = None
+            for p, v in zip(pages, vpns, strict=True):
+                if op == "peek":
+                    tags.append(p.data)
+                    problem = problem or self.oracle.check_read(target.name, v, p.data,
+                                                                st.text())
+                else:
+                    p.data = st.tag or ""
+                    self.oracle.write(target.name, v, st.tag or "")
+                self._put(p, kind)
+            return StepResult(value=join_tags(tags) if op == "peek" else None,
+                              finding=problem)
+        raise Unsupported(f"{op.replace('_', '-')}: not in the model yet (next issue)")
+
+    def _put(self, page: Any, kind: int) -> None:
+        if kind == FOLL_PIN:
+            unpin_user_page(self.k, page)
+        else:
+            put_page(self.k, page)
+
+    def _release_pin(self, name: str) -> None:
+        pin = self.k.pins.pop(name)
+        for ref in pin.refs:
+            self._put(ref.page, pin.gup_flags & FOLL_PIN or FOLL_GET)
+        self.oracle.unpin(name)
+
+    def _drop_holder(self, name: str, mm: str, pipe: bool) -> None:
+        table: dict[str, Any] = self.k.pipes if pipe else self.k.pins
+        h = table[name]
+        h.holders.discard(mm)
+        if h.holders:
+            return
+        if pipe:
+            for ref in table.pop(name).refs:
+                put_page(self.k, ref.page)
+        else:
+            self._release_pin(name)

@@ -1,0 +1,30 @@
+"""What can go wrong inside the model.
+
+:class:`KernelBug` is a finding: the model hit a ``BUG_ON``/``VM_BUG_ON`` (or broke an
+invariant) exactly where the kernel would. The backend reports it with the step and the page;
+it never crashes the tool. :class:`Segfault` is what user space would get (SIGSEGV, EFAULT).
+"""
+
+from __future__ import annotations
+
+
+class KernelBug(Exception):
+    """A ``VM_BUG_ON``/``BUG_ON`` (or ``VM_WARN``) the model reached, with the page it names."""
+
+    def __init__(self, check: str, page: str = "", where: str = "") -> None:
+        self.check = check
+        self.page = page
+        self.where = where
+        super().__init__(self.describe())
+
+    def describe(self) -> str:
+        s = f"KernelBug: {self.check}"
+        if self.where:
+            s += f" in {self.where}"
+        if self.page:
+            s += f" (page {self.page})"
+        return s
+
+
+class Segfault(Exception):
+    """The access is not allowed: the process would get SIGSEGV, a syscall EFAULT."""

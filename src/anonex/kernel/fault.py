@@ -1,0 +1,181 @@
+"""Page faults on private anonymous memory: new pages, write faults, unshare faults.
+
+Models mm/memory.c: ``handle_mm_fault`` → ``handle_pte_fault`` → ``do_anonymous_page`` (a
+read fault maps the shared zero page, a write fault a new exclusive page), ``do_swap_page``
+(in :mod:`anonex.kernel.swap`), and ``do_wp_page`` for a write or unshare fault on a present
+read-only PTE: reuse the page (set PG_anon_exclusive; map it writable unless it is an unshare
+fault) or copy it (``wp_page_copy``).
+
+The reuse rule is the part that changed most over time (see the version table):
+
+* ≤5.8: reuse when mapcount + swapcount ≤ 1 (``reuse_swap_page``), references ignored;
+  5.1–5.8 also reuse a KSM page mapped once (``reuse_ksm_page``);
+* 5.9–5.17: reuse only when ``page_count == 1`` (and mapcount 1);
+* 5.18+: ``wp_can_reuse_anon_folio`` (drain LRU, free the swap cache, then refcount == 1);
+* 5.19+: an exclusive page is reused at once, without looking at any count.
+
+Every function returns the outcome it produced: ``"new"``, ``"reused"``, ``"copied"``,
+``"swapin"`` or ``"none"`` (spurious).
+"""
+
+from __future__ import annotations
+
+from anonex.kernel import flags as pf
+from anonex.kernel.errors import KernelBug, Segfault
+from anonex.kernel.folio import Folio, Page, page_mapcount
+from anonex.kernel.pgtable import Pte, SwapPte
+from anonex.kernel.rmap import (
+    RMAP_EXCLUSIVE,
+    folio_add_new_anon_rmap,
+    folio_move_anon_rmap,
+    folio_remove_rmap_pte,
+)
+from anonex.kernel.state import MM, VM_SHARED, VM_WRITE, VMA, Kernel
+
+FAULT_FLAG_WRITE = 0x1
+FAULT_FLAG_REMOTE = 0x80
+FAULT_FLAG_UNSHARE = 0x400
+
+
+def vm_normal_page(k: Kernel, pte: Pte) -> Page | None:
+    """``vm_normal_page()``: the page behind a PTE, or None for the zero page (special)."""
+    del k
+    return None if pte.special else pte.page
+
+
+def handle_mm_fault(k: Kernel, mm: MM, vpn: int, flags: int) -> str:
+    """``handle_mm_fault()`` → ``handle_pte_fault()`` for a private anonymous VMA."""
+    vma = mm.vma_or_fault(vpn)
+    entry = mm.ptes.get(vpn)
+    if entry is None:
+        return do_anonymous_page(k, mm, vma, vpn, flags)
+    if isinstance(entry, SwapPte):
+        from anonex.kernel.swap import do_swap_page
+
+        return do_swap_page(k, mm, vma, vpn, entry, flags)
+    if not isinstance(entry, Pte):
+        raise Segfault("fault on a migration or device entry: not modelled for small pages yet")
+    if flags & (FAULT_FLAG_WRITE | FAULT_FLAG_UNSHARE):
+        if not entry.write:
+            return do_wp_page(k, mm, vma, vpn, entry, flags)
+        if flags & FAULT_FLAG_WRITE:
+            entry.dirty = True
+    return "none"
+
+
+def do_anonymous_page(k: Kernel, mm: MM, vma: VMA, vpn: int, flags: int) -> str:
+    """``do_anonymous_page()``: a read fault maps the shared zero page read-only; a write
+    fault maps a new zeroed folio, exclusive, writable and dirty if the VMA allows writes."""
+    if not flags & FAULT_FLAG_WRITE and not vma.flags & VM_SHARED:
+        mm.ptes[vpn] = Pte(k.zero_page, write=False, special=True)
+        return "new"
+    vma.anon_vma = True
+    folio = k.alloc_folio(0)
+    folio_add_new_anon_rmap(k, folio, RMAP_EXCLUSIVE)
+    writable = bool(vma.flags & VM_WRITE)
+    mm.ptes[vpn] = Pte(folio.pages[0], write=writable, dirty=writable)
+    return "new"
+
+
+def wp_can_reuse_anon_folio(k: Kernel, folio: Folio) -> bool:
+    """``wp_can_reuse_anon_folio()`` (mm/memory.c, 5.18+; small folios).
+
+    No KSM page, no reference but the mapping's (after freeing the swap cache if no swap
+    entry still needs it). Large folios: refused from 6.9; 6.15+ reuse by MM-ID ownership
+    (next issue).
+    """
+    if folio.large and k.rules.no_large_folio_refcount_reuse:
+        return False
+    if folio.ksm or folio.refcount > 3:
+        return False
+    # lru_add_drain(): the model keeps no per-CPU LRU batch references.
+    in_swapcache = folio.swap is not None
+    if folio.refcount > 1 + int(in_swapcache):
+        return False
+    if in_swapcache:
+        from anonex.kernel.swap import folio_free_swap
+
+        folio_free_swap(k, folio)
+    if folio.ksm or folio.refcount != 1:
+        return False
+    folio_move_anon_rmap(folio)
+    return True
+
+
+def _reuse_swap_page(k: Kernel, page: Page) -> bool:
+    """``reuse_swap_page()`` (≤5.17): mapcount + swapcount ≤ 1; frees the swap cache."""
+    folio = page.folio
+    from anonex.kernel.swap import folio_free_swap, swap_count
+
+    count = page_mapcount(page) + (swap_count(k, folio.swap) if folio.swap is not None else 0)
+    if count > 1:
+        return False
+    if folio.swap is not None:
+        folio_free_swap(k, folio)
+    return True
+
+
+def _old_can_reuse(k: Kernel, page: Page) -> bool:
+    """The reuse decision of kernels without PG_anon_exclusive (≤5.18)."""
+    folio = page.folio
+    r = k.rules
+    if r.cow_fixes_part1:
+        return wp_can_reuse_anon_folio(k, folio)
+    if r.reuse_by_page_count:
+        if folio.ksm or folio.refcount != 1:
+            return False
+        return page_mapcount(page) == 1
+    if folio.ksm:
+        return r.ksm_reuse and folio.refcount == 1 and page_mapcount(page) == 1
+    return _reuse_swap_page(k, page)
+
+
+def do_wp_page(k: Kernel, mm: MM, vma: VMA, vpn: int, pte: Pte, flags: int) -> str:
+    """``do_wp_page()``: write or unshare fault on a present, read-only PTE."""
+    unshare = bool(flags & FAULT_FLAG_UNSHARE)
+    page = vm_normal_page(k, pte)
+    if vma.flags & VM_SHARED:
+        raise Segfault("shared mappings are not modelled")
+    if page is not None and page.folio.anon:
+        folio = page.folio
+        if k.rules.anon_exclusive:
+            if pf.PageAnonExclusive(page) or wp_can_reuse_anon_folio(k, folio):
+                if not pf.PageAnonExclusive(page):
+                    pf.SetPageAnonExclusive(page)
+                if unshare:
+                    return "reused"
+                wp_page_reuse(k, vma, pte)
+                return "reused"
+        elif _old_can_reuse(k, page):
+            wp_page_reuse(k, vma, pte)
+            return "reused"
+    return wp_page_copy(k, mm, vma, vpn, pte, unshare)
+
+
+def wp_page_reuse(k: Kernel, vma: VMA, pte: Pte) -> None:
+    """``wp_page_reuse()``: the PTE becomes dirty and, if the VMA allows, writable."""
+    page = pte.page
+    if k.rules.anon_exclusive and page.folio.anon and not pf.PageAnonExclusive(page):
+        raise KernelBug("VM_BUG_ON(PageAnon(page) && !PageAnonExclusive(page)) in "
+                        "wp_page_reuse", page.name)
+    pte.dirty = True
+    pte.write = bool(vma.flags & VM_WRITE)
+
+
+def wp_page_copy(k: Kernel, mm: MM, vma: VMA, vpn: int, pte: Pte, unshare: bool) -> str:
+    """``wp_page_copy()``: a new exclusive page with the old contents (zeroed if the zero
+    page was mapped); read-only for an unshare fault. The old page loses one mapping and a
+    reference; its flag is left as it was."""
+    old = vm_normal_page(k, pte)
+    vma.anon_vma = True
+    new = k.alloc_folio(0)
+    new.pages[0].data = "" if old is None else old.data
+    folio_add_new_anon_rmap(k, new, RMAP_EXCLUSIVE)
+    writable = (not unshare) and bool(vma.flags & VM_WRITE)
+    if unshare and writable:
+        raise KernelBug("BUG_ON(unshare && pte_write(entry)) in wp_page_copy")
+    mm.ptes[vpn] = Pte(new.pages[0], write=writable, dirty=not unshare)
+    if old is not None:
+        folio_remove_rmap_pte(old.folio, old)
+        k.folio_put(old.folio)
+    return "copied"

@@ -1,0 +1,113 @@
+"""Folios and pages: reference counts, mapcounts, pins, anon mapping and freeing.
+
+Models the parts of ``struct folio``/``struct page`` (include/linux/mm_types.h,
+include/linux/mm.h) that exclusivity depends on:
+
+* ``refcount``: one per mapping, per FOLL_GET reference (pipes), per swap-cache entry, and
+  ``GUP_PIN_COUNTING_BIAS`` (1024) per FOLL_PIN of a small folio; a large folio counts a pin
+  as 1 and keeps ``pincount`` instead.
+* per page ``mapcount`` (the kernel's ``_mapcount + 1``), and for large folios
+  ``entire_mapcount`` (PMD mappings) and ``large_mapcount``.
+* ``anon``/``ksm`` (``folio->mapping`` type), the shared zero page, ``hugetlb``.
+* ``data``: the tag a page holds (what user space would read), per page.
+
+Freeing (``free_pages_prepare``) clears every flag bit of every page, PG_anon_exclusive
+included. Pages are numbered in order of allocation; that number is their identity.
+"""
+
+from __future__ import annotations
+
+from anonex.kernel import flags as pf
+
+GUP_PIN_COUNTING_BIAS = 1024
+
+
+class Page:
+    """One ``struct page``: its flag word, its own mapcount and its contents."""
+
+    __slots__ = ("data", "flags", "folio", "index", "mapcount")
+
+    def __init__(self, folio: Folio, index: int) -> None:
+        self.folio = folio
+        self.index = index
+        self.flags = 0
+        self.mapcount = 0
+        self.data = ""
+
+    @property
+    def name(self) -> str:
+        f = self.folio
+        return f"pfn#{f.pfn}" if f.order == 0 else f"pfn#{f.pfn}+{self.index}"
+
+
+class Folio:
+    """A ``struct folio``: one or more pages with shared reference counts."""
+
+    __slots__ = ("anon", "entire_mapcount", "freed", "hugetlb", "ksm", "large_mapcount",
+                 "order", "pages", "pfn", "pincount", "refcount", "swap", "zero")
+
+    def __init__(self, pfn: int, order: int = 0) -> None:
+        self.pfn = pfn
+        self.order = order
+        self.pages = [Page(self, i) for i in range(1 << order)]
+        self.refcount = 0
+        self.pincount = 0
+        self.entire_mapcount = 0
+        self.large_mapcount = 0
+        self.anon = False
+        self.ksm = False
+        self.hugetlb = False
+        self.zero = False
+        self.freed = False
+        self.swap: int | None = None  # swap slot while in the swap cache
+
+    @property
+    def large(self) -> bool:
+        return self.order > 0
+
+    @property
+    def nr(self) -> int:
+        return 1 << self.order
+
+    def test(self, name: str) -> bool:
+        """``folio_test_X()``: the head page's flag (second page for PF_SECOND flags)."""
+        return pf.test_page_flag(self.pages[0], name)
+
+    def mapcount_total(self) -> int:
+        """``folio_mapcount()``."""
+        if self.large:
+            return self.large_mapcount
+        return self.pages[0].mapcount
+
+
+def folio_has_pincount(folio: Folio) -> bool:
+    """``folio_has_pincount()``: on 64-bit every large folio keeps a separate pincount."""
+    return folio.large
+
+
+def folio_maybe_dma_pinned(folio: Folio) -> bool:
+    """``folio_maybe_dma_pinned()`` (include/linux/mm.h): a small folio with >= 1024
+    references looks pinned (false positives are allowed, false negatives are not)."""
+    if folio_has_pincount(folio):
+        return folio.pincount > 0
+    return folio.refcount >= GUP_PIN_COUNTING_BIAS
+
+
+def folio_precise_page_mapcount(page: Page) -> int:
+    """``folio_precise_page_mapcount()``: the page's PTE mappings plus PMD mappings."""
+    return page.mapcount + page.folio.entire_mapcount
+
+
+def page_mapcount(page: Page) -> int:
+    """The per-page mapcount older kernels' reuse rules looked at."""
+    return folio_precise_page_mapcount(page)
+
+
+def free_pages_prepare(folio: Folio) -> None:
+    """``free_pages_prepare()`` (mm/page_alloc.c): clear every page's flags, mark it free."""
+    for p in folio.pages:
+        p.flags &= ~pf.PAGE_FLAGS_CHECK_AT_PREP
+        p.mapcount = 0
+    folio.anon = False
+    folio.ksm = False
+    folio.freed = True

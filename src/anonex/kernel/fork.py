@@ -1,0 +1,67 @@
+"""fork: duplicating an mm.
+
+Models ``dup_mmap()`` → ``copy_page_range()`` → ``copy_present_ptes()`` /
+``copy_nonpresent_pte()`` (mm/memory.c). VM_DONTCOPY VMAs are not copied; VM_WIPEONFORK VMAs
+are copied empty. For each present anon page ``folio_try_dup_anon_rmap_pte`` clears
+PG_anon_exclusive and both PTEs become read-only; when it fails (exclusive, MMF_HAS_PINNED,
+maybe pinned) ``copy_present_page`` gives the child its own copy at once and leaves the
+parent's PTE writable (5.9+). Swap entries lose their exclusive bit.
+"""
+
+from __future__ import annotations
+
+from anonex.kernel.fault import vm_normal_page
+from anonex.kernel.pgtable import Pte, SwapPte
+from anonex.kernel.rmap import EBUSY, RMAP_EXCLUSIVE, folio_add_new_anon_rmap, folio_try_dup_anon_rmap_pte
+from anonex.kernel.state import MM, VM_DONTCOPY, VM_WIPEONFORK, VM_WRITE, VMA, Kernel, is_cow_mapping
+
+
+def copy_present_page(k: Kernel, dst: MM, dst_vma: VMA, vpn: int, pte: Pte) -> None:
+    """``copy_present_page()``: the child gets a new exclusive copy, writable iff the VMA
+    is; the parent's PTE is not touched."""
+    new = k.alloc_folio(0)
+    new.pages[0].data = pte.page.data
+    folio_add_new_anon_rmap(k, new, RMAP_EXCLUSIVE)
+    dst_vma.anon_vma = True
+    w = bool(dst_vma.flags & VM_WRITE)
+    dst.ptes[vpn] = Pte(new.pages[0], write=w, dirty=True)
+
+
+def copy_present_pte(k: Kernel, src: MM, dst: MM, src_vma: VMA, dst_vma: VMA, vpn: int,
+                     pte: Pte) -> None:
+    """``copy_present_ptes()`` for one small page."""
+    page = vm_normal_page(k, pte)
+    if page is not None and page.folio.anon:
+        if folio_try_dup_anon_rmap_pte(k, page.folio, page, src) == EBUSY:
+            copy_present_page(k, dst, dst_vma, vpn, pte)
+            return
+        k.folio_get(page.folio)
+    child = Pte(pte.page, write=pte.write, dirty=pte.dirty, special=pte.special)
+    if is_cow_mapping(src_vma.flags) and pte.write:
+        pte.write = False
+        child.write = False
+    dst.ptes[vpn] = child
+
+
+def dup_mmap(k: Kernel, src: MM, child_name: str) -> MM:
+    """``dup_mmap()``: a new mm for the child with copies of the parent's VMAs."""
+    from anonex.kernel.swap import copy_swap_pte
+
+    dst = MM(child_name)
+    for vma in src.vmas:
+        if vma.flags & VM_DONTCOPY:
+            continue
+        dvma = VMA(vma.start, vma.npages, vma.flags, vma.anon_vma)
+        dst.vmas.append(dvma)
+        if vma.flags & VM_WIPEONFORK:
+            dvma.anon_vma = False
+            continue
+        if not vma.anon_vma:
+            continue
+        for vpn in range(vma.start, vma.end):
+            e = src.ptes.get(vpn)
+            if isinstance(e, Pte):
+                copy_present_pte(k, src, dst, vma, dvma, vpn, e)
+            elif isinstance(e, SwapPte):
+                copy_swap_pte(k, src, dst, vpn, e)
+    return dst

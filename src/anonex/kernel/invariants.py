@@ -1,0 +1,91 @@
+"""The kernel's promises (DESIGN §3), checked on the model's state after every step.
+
+Structural checks live here: writable ⇒ exclusive and pinned ⇒ exclusive (5.19+), KSM pages
+never exclusive, no swap entry leading to an exclusive swap-cache page, freed pages without
+the flag, and the accounting of refcounts and mapcounts against the page tables, pipes, pins
+and the swap cache. The data checks (no leak, pin coherence of contents) need to know what
+user space should read; they live with the model backend's oracle.
+
+Each check returns a list of findings (strings naming the page); an empty list means the
+state is sound.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from anonex.kernel import flags as pf
+from anonex.kernel.folio import GUP_PIN_COUNTING_BIAS, Folio, Page
+from anonex.kernel.gup import FOLL_PIN
+from anonex.kernel.pgtable import Pte, SwapPte
+from anonex.kernel.state import Kernel
+
+
+def _excl(page: Page) -> bool:
+    return bool(page.flags >> pf.PG_anon_exclusive & 1)
+
+
+def check(k: Kernel) -> list[str]:
+    """All structural invariants of the current state."""
+    out: list[str] = []
+    refs: Counter[int] = Counter()
+    maps: Counter[tuple[int, int]] = Counter()
+    folios: dict[int, Folio] = {}
+    new_flag = k.rules.anon_exclusive
+    for mm in k.mms.values():
+        for vpn, e in mm.ptes.items():
+            if isinstance(e, Pte) and not e.special:
+                page = e.page
+                f = page.folio
+                folios[f.pfn] = f
+                refs[f.pfn] += 1
+                maps[(f.pfn, page.index)] += 1
+                if f.freed:
+                    out.append(f"use after free: {mm.name} maps freed {page.name}")
+                if new_flag and e.write and f.anon and not _excl(page):
+                    out.append(f"writable ⇒ exclusive broken: {mm.name} maps {page.name} "
+                               f"writable at {vpn:#x} without PG_anon_exclusive")
+            elif isinstance(e, SwapPte):
+                s = k.swap.get(e.slot)
+                if s is None:
+                    out.append(f"{mm.name}: swap entry {e.slot} has no slot")
+                elif s.cache is not None and s.cache.anon and _excl(s.cache.pages[0]):
+                    out.append(f"swap sanity broken: swap entry of {mm.name} leads to "
+                               f"exclusive swap-cache {s.cache.pages[0].name}")
+    for pin in k.pins.values():
+        for r in pin.refs:
+            f = r.page.folio
+            if f.zero:
+                continue
+            folios[f.pfn] = f
+            refs[f.pfn] += GUP_PIN_COUNTING_BIAS if pin.gup_flags & FOLL_PIN else 1
+            if new_flag and pin.gup_flags & FOLL_PIN and f.anon and not _excl(r.page):
+                out.append(f"pinned ⇒ exclusive broken: {r.page.name} is pinned but not "
+                           "PG_anon_exclusive")
+    for pipe in k.pipes.values():
+        for r in pipe.refs:
+            f = r.page.folio
+            if f.zero:
+                continue
+            folios[f.pfn] = f
+            refs[f.pfn] += 1
+    for s in k.swap.values():
+        if s.cache is not None:
+            folios[s.cache.pfn] = s.cache
+            refs[s.cache.pfn] += 1
+    for pfn, f in folios.items():
+        if f.ksm and any(_excl(p) for p in f.pages):
+            out.append(f"KSM page {f.pages[0].name} is PG_anon_exclusive")
+        if f.refcount != refs[pfn]:
+            out.append(f"accounting: {f.pages[0].name} refcount {f.refcount}, but mappings, "
+                       f"pipes, pins and swap cache hold {refs[pfn]}")
+        for p in f.pages:
+            if p.mapcount != maps[(pfn, p.index)]:
+                out.append(f"accounting: {p.name} mapcount {p.mapcount}, but "
+                           f"{maps[(pfn, p.index)]} page-table entries map it")
+    for f in k.freed:
+        if any(_excl(p) for p in f.pages):
+            out.append(f"free sanity broken: freed {f.pages[0].name} still has "
+                       "PG_anon_exclusive")
+    k.freed.clear()
+    return out

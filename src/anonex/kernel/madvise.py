@@ -1,0 +1,67 @@
+"""madvise: fork behaviour, discarding, populating and paging out.
+
+Models mm/madvise.c: ``MADV_DONTFORK``/``DOFORK`` and ``WIPEONFORK``/``KEEPONFORK`` set VMA
+flags that fork reads; ``MADV_DONTNEED`` zaps the pages; ``MADV_POPULATE_READ``/``WRITE``
+fault pages in like GUP without taking references (a populate-write breaks COW, a
+populate-read never unshares); ``MADV_PAGEOUT`` reclaims pages mapped by this process only.
+"""
+
+from __future__ import annotations
+
+from anonex.kernel.errors import Segfault
+from anonex.kernel.fault import FAULT_FLAG_WRITE, handle_mm_fault
+from anonex.kernel.mmap import split_range, zap_range
+from anonex.kernel.pgtable import Pte
+from anonex.kernel.state import MM, VM_DONTCOPY, VM_WIPEONFORK, VM_WRITE, Kernel
+from anonex.observation import Unsupported
+
+_VMA_FLAG = {
+    "dontfork": (VM_DONTCOPY, True),
+    "dofork": (VM_DONTCOPY, False),
+    "wipeonfork": (VM_WIPEONFORK, True),
+    "keeponfork": (VM_WIPEONFORK, False),
+}
+
+
+def madvise(k: Kernel, mm: MM, start: int, end: int, advice: str) -> None:
+    """``madvise(start, len, advice)``."""
+    if advice in _VMA_FLAG:
+        bit, on = _VMA_FLAG[advice]
+        for vma in split_range(mm, start, end):
+            vma.flags = vma.flags | bit if on else vma.flags & ~bit
+        return
+    for vpn in range(start, end):
+        mm.vma_or_fault(vpn)
+    if advice == "dontneed":
+        zap_range(k, mm, start, end)
+    elif advice == "populate-read":
+        for vpn in range(start, end):
+            if not isinstance(mm.ptes.get(vpn), Pte):
+                handle_mm_fault(k, mm, vpn, 0)
+    elif advice == "populate-write":
+        for vpn in range(start, end):
+            vma = mm.vma_or_fault(vpn)
+            if not vma.flags & VM_WRITE:
+                raise Segfault("EINVAL: MADV_POPULATE_WRITE on a read-only mapping")
+            e = mm.ptes.get(vpn)
+            if not isinstance(e, Pte) or not e.write:
+                handle_mm_fault(k, mm, vpn, FAULT_FLAG_WRITE)
+    elif advice == "pageout":
+        madvise_pageout(k, mm, start, end)
+    else:
+        raise Unsupported(f"madvise {advice}: not in the model yet (next issue: KSM, THP)")
+
+
+def madvise_pageout(k: Kernel, mm: MM, start: int, end: int) -> None:
+    """``MADV_PAGEOUT``: reclaim anon pages that only this process maps (others are skipped
+    silently, as are the zero page and pinned pages)."""
+    from anonex.kernel.swap import shrink_folio
+
+    for vpn in range(start, end):
+        e = mm.ptes.get(vpn)
+        if not isinstance(e, Pte) or e.special:
+            continue
+        folio = e.page.folio
+        if not folio.anon or folio.mapcount_total() != 1:
+            continue
+        shrink_folio(k, mm, vpn, e)

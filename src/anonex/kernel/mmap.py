@@ -1,0 +1,109 @@
+"""Creating and removing mappings: mmap, munmap, mremap, process exit, and the VMA splits
+they need.
+
+Models mm/mmap.c, mm/vma.c and mm/memory.c's ``zap_pte_range``: unmapping drops the rmap
+and the mapping's reference of each page (the flag stays as it was; a page that is still
+referenced elsewhere keeps a stale PG_anon_exclusive until it is freed) and drops the swap
+reference of each swap entry.
+"""
+
+from __future__ import annotations
+
+from anonex.kernel.pgtable import Entry, Pte, SwapPte
+from anonex.kernel.rmap import folio_remove_rmap_pte
+from anonex.kernel.state import (
+    MM,
+    VM_MAYREAD,
+    VM_MAYWRITE,
+    VM_NOHUGEPAGE,
+    VM_READ,
+    VM_WRITE,
+    VMA,
+    Kernel,
+)
+
+
+def mmap_anon(k: Kernel, mm: MM, start: int, npages: int, extra_flags: int = 0) -> VMA:
+    """``mmap(MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED_NOREPLACE, PROT_READ|PROT_WRITE)``."""
+    del k
+    for v in mm.vmas:
+        if v.start < start + npages and start < v.end:
+            raise ValueError("EEXIST: the range is already mapped")
+    vma = VMA(start, npages, VM_READ | VM_WRITE | VM_MAYREAD | VM_MAYWRITE | extra_flags)
+    mm.vmas.append(vma)
+    mm.vmas.sort(key=lambda v: v.start)
+    return vma
+
+
+def split_range(mm: MM, start: int, end: int) -> list[VMA]:
+    """Split VMAs at *start* and *end* (``split_vma``) and return those inside the range."""
+    out: list[VMA] = []
+    new: list[VMA] = []
+    for v in mm.vmas:
+        if v.end <= start or v.start >= end:
+            new.append(v)
+            continue
+        cuts = sorted({v.start, max(v.start, start), min(v.end, end), v.end})
+        for a, b in zip(cuts, cuts[1:], strict=False):
+            piece = VMA(a, b - a, v.flags, v.anon_vma)
+            new.append(piece)
+            if start <= a and b <= end:
+                out.append(piece)
+    new.sort(key=lambda v: v.start)
+    mm.vmas = new
+    return out
+
+
+def zap_entry(k: Kernel, entry: Entry) -> None:
+    """``zap_pte_range()`` for one entry: drop its rmap and reference, or its swap count."""
+    if isinstance(entry, Pte):
+        if entry.special:
+            return
+        folio = entry.page.folio
+        folio_remove_rmap_pte(folio, entry.page)
+        k.folio_put(folio)
+    elif isinstance(entry, SwapPte):
+        from anonex.kernel.swap import swap_free
+
+        swap_free(k, entry.slot)
+
+
+def zap_range(k: Kernel, mm: MM, start: int, end: int) -> None:
+    """Unmap every page in ``[start, end)`` but keep the VMAs (MADV_DONTNEED)."""
+    for vpn in range(start, end):
+        e = mm.ptes.pop(vpn, None)
+        if e is not None:
+            zap_entry(k, e)
+
+
+def munmap(k: Kernel, mm: MM, start: int, end: int) -> None:
+    """``munmap()``: zap the pages and remove the VMAs of the range."""
+    zap_range(k, mm, start, end)
+    gone = split_range(mm, start, end)
+    mm.vmas = [v for v in mm.vmas if v not in gone]
+
+
+def mremap(k: Kernel, mm: MM, start: int, end: int, new_start: int) -> None:
+    """``mremap(MREMAP_MAYMOVE|MREMAP_FIXED)``: move PTEs unchanged to a new address."""
+    del k
+    moved = split_range(mm, start, end)
+    mm.vmas = [v for v in mm.vmas if v not in moved]
+    delta = new_start - start
+    for v in moved:
+        mm.vmas.append(VMA(v.start + delta, v.npages, v.flags, v.anon_vma))
+    mm.vmas.sort(key=lambda v: v.start)
+    for vpn in range(start, end):
+        e = mm.ptes.pop(vpn, None)
+        if e is not None:
+            mm.ptes[vpn + delta] = e
+
+
+def exit_mmap(k: Kernel, mm: MM) -> None:
+    """``exit_mmap()``: the process exits and every mapping goes."""
+    for vpn in sorted(mm.ptes):
+        zap_entry(k, mm.ptes.pop(vpn))
+    mm.vmas.clear()
+
+
+__all__ = ["VM_NOHUGEPAGE", "exit_mmap", "mmap_anon", "mremap", "munmap", "split_range",
+           "zap_entry", "zap_range"]

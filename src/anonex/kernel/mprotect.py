@@ -1,0 +1,46 @@
+"""mprotect: changing a range's protection, and the write upgrade of exclusive pages.
+
+Models ``mprotect_fixup()`` → ``change_protection()`` → ``change_pte_range()``
+(mm/mprotect.c). Removing write permission write-protects every PTE. Adding it maps a PTE
+writable at once only if ``can_change_pte_writable()`` holds: for a private mapping the
+page must be anon and PG_anon_exclusive (6.0+; before 6.2 the PTE had to be dirty too).
+Other pages take a write fault later, which reuses or copies.
+"""
+
+from __future__ import annotations
+
+from anonex.kernel import flags as pf
+from anonex.kernel.fault import vm_normal_page
+from anonex.kernel.mmap import split_range
+from anonex.kernel.pgtable import Pte
+from anonex.kernel.state import MM, VM_READ, VM_WRITE, Kernel
+
+PROT = {"none": 0, "ro": VM_READ, "rw": VM_READ | VM_WRITE}
+
+
+def can_change_pte_writable(k: Kernel, pte: Pte) -> bool:
+    """``can_change_pte_writable()`` for a private mapping."""
+    if not k.rules.mprotect_upgrade_exclusive:
+        return False
+    page = vm_normal_page(k, pte)
+    if page is None or not page.folio.anon:
+        return False
+    if not k.rules.mprotect_upgrade_clean and not pte.dirty:
+        return False  # 6.0/6.1 upgraded only dirty PTEs; 6.2 allowed clean exclusive ones
+    return pf.PageAnonExclusive(page)
+
+
+def mprotect(k: Kernel, mm: MM, start: int, end: int, prot: str) -> None:
+    """``mprotect(start, len, prot)`` with prot one of none, ro, rw."""
+    new = PROT[prot]
+    vmas = split_range(mm, start, end)
+    for vma in vmas:
+        vma.flags = (vma.flags & ~(VM_READ | VM_WRITE)) | new
+        for vpn in range(vma.start, vma.end):
+            e = mm.ptes.get(vpn)
+            if not isinstance(e, Pte):
+                continue
+            if not new & VM_WRITE:
+                e.write = False
+            elif not e.write and can_change_pte_writable(k, e):
+                e.write = True

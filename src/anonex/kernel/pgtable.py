@@ -1,0 +1,70 @@
+"""Page-table entries: present PTEs and the non-present kinds.
+
+Models the entry types of arch/x86/include/asm/pgtable*.h and include/linux/swapops.h that
+matter for exclusivity:
+
+* :class:`Pte`: a present entry mapping one page, with the write and dirty bits; ``special``
+  marks the shared zero page (``pte_mkspecial``), which has no rmap and no refcount.
+* :class:`SwapPte`: a swap entry; ``exclusive`` is ``_PAGE_SWP_EXCLUSIVE`` (x86: bit 3),
+  which carries PG_anon_exclusive while the page is unmapped.
+* :class:`MigrationPte`: ``readable`` (maybe shared), ``readable_exclusive`` or ``writable``
+  (both exclusive); the entry, not the page, holds exclusivity during migration.
+* :class:`DeviceExclusivePte`: 6.15+ device-exclusive entry; the page stays mapped in rmap
+  and keeps its flag.
+
+No entry (``None`` in a page table) is ``pte_none``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from anonex.kernel.folio import Page
+
+MigrationKind = Literal["readable", "readable_exclusive", "writable"]
+
+
+class Pte:
+    """A present PTE."""
+
+    __slots__ = ("dirty", "page", "special", "write")
+
+    def __init__(self, page: Page, write: bool = False, dirty: bool = False,
+                 special: bool = False) -> None:
+        self.page = page
+        self.write = write
+        self.dirty = dirty
+        self.special = special
+
+
+class SwapPte:
+    """A swap entry (type 0, ``slot`` the offset) with the exclusive marker."""
+
+    __slots__ = ("exclusive", "slot")
+
+    def __init__(self, slot: int, exclusive: bool) -> None:
+        self.slot = slot
+        self.exclusive = exclusive
+
+
+class MigrationPte:
+    """A migration entry pointing at the page being migrated."""
+
+    __slots__ = ("kind", "page")
+
+    def __init__(self, page: Page, kind: MigrationKind) -> None:
+        self.page = page
+        self.kind = kind
+
+
+class DeviceExclusivePte:
+    """A device-exclusive entry (``SWP_DEVICE_EXCLUSIVE``)."""
+
+    __slots__ = ("page",)
+
+    def __init__(self, page: Page) -> None:
+        self.page = page
+
+
+Entry = Pte | SwapPte | MigrationPte | DeviceExclusivePte

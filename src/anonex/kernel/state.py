@@ -1,0 +1,165 @@
+"""The model's whole state: the kernel, its processes (mm), VMAs and page tables.
+
+:class:`Kernel` is the root: the version rules, every process's :class:`MM`, the shared zero
+page, the swap device, pipes and pins. Mechanisms live in their own modules (fault, fork,
+gup, mprotect, madvise, swap …) as functions that take the kernel first, like the kernel's
+own functions take ``vmf`` or ``mm``.
+
+Addresses are virtual page numbers (vpn). Scenario regions sit at fixed, 2 MiB-aligned
+addresses, the same in every process, like the live backend's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from anonex.kernel.errors import Segfault
+from anonex.kernel.folio import Folio, Page, free_pages_prepare
+from anonex.kernel.pgtable import Entry
+from anonex.kernel.versions import Rules
+from anonex.versions import CURRENT, KernelVersion
+
+# vm_flags (include/linux/mm.h)
+VM_READ = 0x1
+VM_WRITE = 0x2
+VM_SHARED = 0x8
+VM_MAYREAD = 0x10
+VM_MAYWRITE = 0x20
+VM_MAYSHARE = 0x80
+VM_DONTCOPY = 0x20000
+VM_HUGETLB = 0x400000
+VM_WIPEONFORK = 0x2000000
+VM_HUGEPAGE = 0x20000000
+VM_NOHUGEPAGE = 0x40000000
+VM_MERGEABLE = 0x80000000
+
+REGION_BASE_VPN = 0x10000000000 >> 12  # 1 TiB, as the live backend
+REGION_STRIDE = 1024  # 4 MiB between regions
+ZERO_PFN = 0
+
+
+def is_cow_mapping(vm_flags: int) -> bool:
+    """``is_cow_mapping()``: private and may become writable."""
+    return (vm_flags & (VM_SHARED | VM_MAYWRITE)) == VM_MAYWRITE
+
+
+@dataclass(slots=True)
+class VMA:
+    """A ``vm_area_struct``: ``[start, start + npages)`` in vpn."""
+
+    start: int
+    npages: int
+    flags: int
+    anon_vma: bool = False
+
+    @property
+    def end(self) -> int:
+        return self.start + self.npages
+
+
+@dataclass(slots=True)
+class MM:
+    """An ``mm_struct`` with its process name: VMAs and one flat page table (vpn → entry)."""
+
+    name: str
+    vmas: list[VMA] = field(default_factory=list)
+    ptes: dict[int, Entry] = field(default_factory=dict)
+    has_pinned: bool = False  # MMF_HAS_PINNED (mm->has_pinned in 5.9–5.13)
+
+    def find_vma(self, vpn: int) -> VMA | None:
+        for v in self.vmas:
+            if v.start <= vpn < v.end:
+                return v
+        return None
+
+    def vma_or_fault(self, vpn: int) -> VMA:
+        v = self.find_vma(vpn)
+        if v is None:
+            raise Segfault(f"{self.name}: no mapping at page {vpn:#x}")
+        return v
+
+
+@dataclass(slots=True)
+class PageRef:
+    """A reference a pipe or a pin holds on one page, and where it was taken."""
+
+    page: Page
+    mm: str
+    vpn: int
+
+
+@dataclass(slots=True)
+class Pipe:
+    """A pipe holding FOLL_GET references from vmsplice; shared by the processes that hold
+    its file descriptors."""
+
+    refs: list[PageRef]
+    holders: set[str]
+
+
+@dataclass(slots=True)
+class Pin:
+    """A set of FOLL_PIN references (an io_uring fixed buffer, or any pin_user_pages user)."""
+
+    refs: list[PageRef]
+    holders: set[str]
+    gup_flags: int
+
+
+@dataclass(slots=True)
+class SwapSlot:
+    """One swap slot: the data written out, its swap count, and its swap-cache folio."""
+
+    data: list[str]
+    count: int = 0
+    cache: Folio | None = None
+
+
+class Kernel:
+    """The model's root object."""
+
+    def __init__(self, version: KernelVersion = CURRENT) -> None:
+        self.version = version
+        self.rules = Rules(version)
+        self.mms: dict[str, MM] = {}
+        self.next_pfn = 1
+        self.zero_folio = Folio(ZERO_PFN)
+        self.zero_folio.zero = True
+        self.pipes: dict[str, Pipe] = {}
+        self.pins: dict[str, Pin] = {}
+        self.swap: dict[int, SwapSlot] = {}
+        self.next_slot = 1
+        self.regions: dict[str, int] = {}  # region name -> base vpn
+        self.freed: list[Folio] = []  # folios freed since the last invariant check
+
+    @property
+    def zero_page(self) -> Page:
+        return self.zero_folio.pages[0]
+
+    def region_vpn(self, region: str) -> int:
+        if region not in self.regions:
+            self.regions[region] = REGION_BASE_VPN + REGION_STRIDE * len(self.regions)
+        return self.regions[region]
+
+    # -- allocation and references ------------------------------------------------------
+
+    def alloc_folio(self, order: int = 0) -> Folio:
+        """``folio_alloc()``: a new folio with one reference and clear flags."""
+        f = Folio(self.next_pfn, order)
+        self.next_pfn += 1 << order
+        f.refcount = 1
+        return f
+
+    def folio_get(self, folio: Folio, n: int = 1) -> None:
+        if folio.zero:
+            return
+        folio.refcount += n
+
+    def folio_put(self, folio: Folio, n: int = 1) -> None:
+        """``folio_put()``: drop references; the last one frees the folio."""
+        if folio.zero:
+            return
+        folio.refcount -= n
+        if folio.refcount == 0:
+            free_pages_prepare(folio)
+            self.freed.append(folio)

@@ -1,0 +1,198 @@
+"""Swap: unmapping to swap entries, the swap cache, swap-in and fork of swap entries.
+
+Models mm/vmscan.c + mm/rmap.c ``try_to_unmap_one`` (anon branch), mm/swapfile.c
+(``swap_duplicate``, ``swap_free``, ``folio_free_swap``) and mm/memory.c ``do_swap_page``.
+
+Exclusivity survives swap in the swap PTE's exclusive bit: unmapping samples
+PG_anon_exclusive, clears it with ``folio_try_share_anon_rmap_pte`` (which fails, and aborts
+the unmap, while the folio may be pinned) and sets the bit in the entry. Swap-in maps the
+page exclusive when the entry says so, or when the folio is fresh (the zram bypass of the
+swap cache, kept until 6.18), or when no one else holds a reference. fork clears the bit in
+the parent's entry and gives the child a non-exclusive one.
+"""
+
+from __future__ import annotations
+
+from anonex.kernel import flags as pf
+from anonex.kernel.errors import KernelBug
+from anonex.kernel.folio import Folio, folio_maybe_dma_pinned
+from anonex.kernel.pgtable import Pte, SwapPte
+from anonex.kernel.rmap import (
+    RMAP_EXCLUSIVE,
+    RMAP_NONE,
+    folio_add_anon_rmap_pte,
+    folio_add_new_anon_rmap,
+    folio_remove_rmap_pte,
+    folio_try_share_anon_rmap_pte,
+)
+from anonex.kernel.state import MM, VM_WRITE, VMA, Kernel, SwapSlot
+
+
+def swap_count(k: Kernel, slot: int) -> int:
+    """``swap_count()``: how many swap entries reference the slot."""
+    s = k.swap.get(slot)
+    return 0 if s is None else s.count
+
+
+def _maybe_release_slot(k: Kernel, slot: int) -> None:
+    s = k.swap.get(slot)
+    if s is not None and s.count == 0 and s.cache is None:
+        del k.swap[slot]
+
+
+def folio_free_swap(k: Kernel, folio: Folio) -> bool:
+    """``folio_free_swap()``: drop the folio from the swap cache if no swap entry still
+    references its slot."""
+    slot = folio.swap
+    if slot is None or swap_count(k, slot) > 0:
+        return False
+    _delete_from_swap_cache(k, folio)
+    return True
+
+
+def _add_to_swap_cache(k: Kernel, folio: Folio) -> int:
+    slot = k.next_slot
+    k.next_slot += 1
+    k.swap[slot] = SwapSlot(data=[p.data for p in folio.pages], count=0, cache=folio)
+    folio.swap = slot
+    pf.set_page_flag(folio.pages[0], "swapcache")
+    k.folio_get(folio)
+    return slot
+
+
+def _delete_from_swap_cache(k: Kernel, folio: Folio) -> None:
+    slot = folio.swap
+    assert slot is not None
+    s = k.swap[slot]
+    s.cache = None
+    folio.swap = None
+    pf.clear_page_flag(folio.pages[0], "swapcache")
+    _maybe_release_slot(k, slot)
+    k.folio_put(folio)
+
+
+def swap_free(k: Kernel, slot: int) -> None:
+    """``swap_free()`` / ``free_swap_and_cache()`` for one entry being dropped."""
+    s = k.swap[slot]
+    s.count -= 1
+    if s.count == 0 and s.cache is not None and s.cache.mapcount_total() == 0:
+        _delete_from_swap_cache(k, s.cache)
+    _maybe_release_slot(k, slot)
+
+
+def try_to_unmap_one(k: Kernel, mm: MM, vpn: int, pte: Pte) -> bool:
+    """``try_to_unmap_one()`` for one PTE of an anon page in the swap cache."""
+    page = pte.page
+    folio = page.folio
+    slot = folio.swap
+    assert slot is not None
+    anon_exclusive = k.rules.anon_exclusive and pf.PageAnonExclusive(page)
+    del mm.ptes[vpn]  # ptep_clear_flush
+    k.swap[slot].count += 1  # swap_duplicate
+    if anon_exclusive and folio_try_share_anon_rmap_pte(k, folio, page) != 0:
+        k.swap[slot].count -= 1
+        mm.ptes[vpn] = pte
+        return False
+    mm.ptes[vpn] = SwapPte(slot, exclusive=anon_exclusive)
+    folio_remove_rmap_pte(folio, page)
+    k.folio_put(folio)
+    return True
+
+
+def shrink_folio(k: Kernel, mm: MM, vpn: int, pte: Pte) -> bool:
+    """Reclaim of one small anon folio (``shrink_folio_list`` for MADV_PAGEOUT): add to swap,
+    unmap, write out, free. Pinned folios are not put in the swap cache (5.11+), and the
+    unmap fails for them anyway from 5.19."""
+    folio = pte.page.folio
+    if folio.large:
+        raise NotImplementedError("swap-out of large folios: next issue")
+    if folio_maybe_dma_pinned(folio):
+        return False
+    if folio.swap is None:
+        _add_to_swap_cache(k, folio)
+    slot = folio.swap
+    assert slot is not None
+    if not try_to_unmap_one(k, mm, vpn, pte):
+        return False
+    k.swap[slot].data = [p.data for p in folio.pages]  # pageout()
+    if folio.refcount == 1:  # only the swap cache is left: reclaim frees it
+        _delete_from_swap_cache(k, folio)
+    return True
+
+
+def copy_swap_pte(k: Kernel, src: MM, dst: MM, vpn: int, entry: SwapPte) -> None:
+    """``copy_nonpresent_pte()`` for a swap entry: one more swap reference; the parent's
+    entry loses the exclusive bit and the child gets a non-exclusive entry."""
+    k.swap[entry.slot].count += 1
+    if entry.exclusive:
+        src.ptes[vpn] = SwapPte(entry.slot, exclusive=False)
+    dst.ptes[vpn] = SwapPte(entry.slot, exclusive=False)
+
+
+def do_swap_page(k: Kernel, mm: MM, vma: VMA, vpn: int, entry: SwapPte, flags: int) -> str:
+    """``do_swap_page()`` (mm/memory.c, 6.12–6.18 structure)."""
+    from anonex.kernel.fault import FAULT_FLAG_WRITE, do_wp_page
+
+    r = k.rules
+    s = k.swap[entry.slot]
+    folio = s.cache
+    fresh = False
+    if folio is None:
+        folio = k.alloc_folio(0)
+        folio.pages[0].data = s.data[0]
+        if r.swapin_sync_bypass and s.count == 1:
+            fresh = True  # SWP_SYNCHRONOUS_IO: skip the swap cache
+        else:
+            k.swap[entry.slot].cache = folio
+            folio.swap = entry.slot
+            pf.set_page_flag(folio.pages[0], "swapcache")
+            k.folio_get(folio)  # the swap cache's reference
+    else:
+        k.folio_get(folio)  # the reference the new mapping will own
+    page = folio.pages[0]
+    if r.anon_exclusive:
+        if folio.anon and pf.PageAnonExclusive(page):
+            raise KernelBug("BUG_ON(folio_test_anon(folio) && PageAnonExclusive(page)) in "
+                            "do_swap_page", page.name)
+        if not folio.anon and pf.test_page_flag(page, "mappedtodisk"):
+            raise KernelBug("BUG_ON(!folio_test_anon(folio) && folio_test_mappedtodisk(folio))"
+                            " in do_swap_page", page.name)
+    exclusive = False
+    if not folio.ksm:
+        exclusive = entry.exclusive or fresh
+    write = bool(flags & FAULT_FLAG_WRITE)
+    # ≤5.17 reuse_swap_page(): mapcount + swapcount (this entry still counted) ≤ 1.
+    old_sole = page.mapcount + s.count <= 1
+    # swap_free_nr(): this PTE's swap reference goes before the page is mapped (6.18).
+    s.count -= 1
+    if folio.swap is not None and write and not folio.ksm and folio.refcount == 2:
+        folio_free_swap(k, folio)  # should_try_to_free_swap()
+    _maybe_release_slot(k, entry.slot)
+    pte = Pte(page, write=False, dirty=False)
+    rmap = RMAP_NONE
+    if r.anon_exclusive:
+        map_writable_ok = not folio.ksm and (exclusive or folio.refcount == 1)
+        if map_writable_ok:
+            rmap = RMAP_EXCLUSIVE
+        map_writable_ok = map_writable_ok and (write or r.writable_swapin_on_read)
+    elif r.cow_fixes_part1:
+        map_writable_ok = write and not folio.ksm and folio.refcount == 1
+    else:
+        map_writable_ok = write and not folio.ksm and old_sole
+        if map_writable_ok and folio.swap is not None:
+            folio_free_swap(k, folio)
+    if map_writable_ok and vma.flags & VM_WRITE:
+        pte.write = True
+        pte.dirty = True
+        write = False
+    if not folio.anon:
+        folio_add_new_anon_rmap(k, folio, rmap)
+    else:
+        folio_add_anon_rmap_pte(k, folio, page, rmap)
+    mm.ptes[vpn] = pte
+    if r.anon_exclusive and pte.write and not pf.PageAnonExclusive(page):
+        raise KernelBug("VM_BUG_ON(pte_write(pte) && !PageAnonExclusive(page)) in "
+                        "do_swap_page", page.name)
+    if write:
+        do_wp_page(k, mm, vma, vpn, pte, flags)
+    return "swapin"
