@@ -69,6 +69,11 @@ class Trace:
         return self.verdict in EXPECTED_VERDICTS
 
 
+def _obs_order(o: PageObs) -> tuple[int, str, int]:
+    digits = o.proc[1:]
+    return (int(digits) if digits.isdigit() else 0, o.region, o.index)
+
+
 class _Labeler:
     def __init__(self) -> None:
         self.labels: dict[int, str] = {}
@@ -147,7 +152,7 @@ class Runner:
                     trace.verdict = "skip"
                     trace.reason = f"line {st.pos.line} ({st.text()}): {res.skipped}"
                     return trace
-                snap = be.observe()
+                snap = sorted(be.observe(), key=_obs_order)
                 labeler.apply(snap)
                 new_obs = {o.key: o for o in snap}
                 rec_s = StepRecord(st, res, new_obs)

@@ -1,0 +1,204 @@
+"""The ``anonex`` command line (DESIGN §6).
+
+Exit codes: 0 when every verdict is as expected (and nothing diverges), 1 for an unexpected
+verdict or a divergence, 2 for a usage or input error. Input errors print file:line:column
+and what was expected, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import Progress
+
+from anonex import __version__
+from anonex.diff import diff
+from anonex.kernel.backend import ModelBackend
+from anonex.kernel.versions import boundary_versions
+from anonex.observation import Backend
+from anonex.report import text as rtext
+from anonex.report.jsonout import trace_json
+from anonex.report.tap import tap
+from anonex.scenario.ast import Scenario
+from anonex.scenario.errors import ScenarioError
+from anonex.scenario.parser import parse_file
+from anonex.scenario.runner import Trace, run
+from anonex.versions import CURRENT, KernelVersion
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="anonex: a kernel-faithful model of PG_anon_exclusive, COW, fork and "
+                       "GUP, checked against the running kernel.")
+_WIDTH = None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", "160"))
+out = Console(highlight=False, width=_WIDTH)
+err = Console(stderr=True, highlight=False)
+
+
+def library_dir() -> Path:
+    """The built-in scenario library."""
+    return Path(str(resources.files("anonex").joinpath("library")))
+
+
+def _collect(paths: list[Path]) -> list[Path]:
+    files: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            files.extend(sorted(x for x in p.rglob("*.cow") if "live-draft" not in x.parts))
+        elif p.exists():
+            files.append(p)
+        else:
+            err.print(f"{p}: error: no such file or directory")
+            raise typer.Exit(2)
+    return files
+
+
+def _parse_all(files: list[Path]) -> list[Scenario]:
+    scens: list[Scenario] = []
+    bad = 0
+    for f in files:
+        try:
+            scens.append(parse_file(f))
+        except ScenarioError as e:
+            err.print(e.render(), markup=False)
+            bad += 1
+    if bad:
+        raise typer.Exit(2)
+    return scens
+
+
+def _version(text: str) -> KernelVersion:
+    try:
+        return KernelVersion.parse(text)
+    except ValueError as e:
+        err.print(f"error: {e}")
+        raise typer.Exit(2) from None
+
+
+def _live_backend() -> tuple[Backend | None, str]:
+    try:
+        from anonex.live import available
+        from anonex.live.backend import LiveBackend
+    except ImportError as e:  # pragma: no cover - the package ships it
+        return None, f"the live backend is not installed ({e})"
+    ok, why = available()
+    if not ok:
+        return None, why
+    return LiveBackend(), ""
+
+
+@app.command("run")
+def run_cmd(
+    file: Annotated[Path, typer.Argument(help="a .cow scenario file")],
+    kernel: Annotated[str, typer.Option("--kernel", "-k", help="kernel version to model")] =
+    str(CURRENT),
+    show_trace: Annotated[bool, typer.Option("--trace", help="print every step and page")] =
+    False,
+    as_json: Annotated[bool, typer.Option("--json", help="write the run as one JSON document")]
+    = False,
+) -> None:
+    """Run one scenario on the model at a kernel version."""
+    scen = _parse_all(_collect([file]))[0]
+    t = run(scen, ModelBackend(_version(kernel)))
+    _emit_one(t, show_trace, as_json)
+
+
+@app.command("live")
+def live_cmd(
+    file: Annotated[Path, typer.Argument(help="a .cow scenario file")],
+    show_trace: Annotated[bool, typer.Option("--trace", help="print every step and page")] =
+    False,
+    as_json: Annotated[bool, typer.Option("--json", help="write the run as one JSON document")]
+    = False,
+) -> None:
+    """Run one scenario on the running kernel (needs root and /proc/kpageflags)."""
+    scen = _parse_all(_collect([file]))[0]
+    be, why = _live_backend()
+    if be is None:
+        err.print(f"anonex live: the live kernel is not available here: {why}")
+        raise typer.Exit(2)
+    _emit_one(run(scen, be), show_trace, as_json)
+
+
+def _emit_one(t: Trace, show_trace: bool, as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(trace_json(t), indent=2) + "\n")
+    elif show_trace:
+        rtext.trace(out, t)
+    else:
+        out.print(f"{t.scenario.name} on {t.backend}: ", rtext.verdict_text(t),
+                  f" {t.reason}" if t.reason else "")
+    raise typer.Exit(0 if t.as_expected else 1)
+
+
+@app.command("check")
+def check_cmd(
+    paths: Annotated[list[Path] | None, typer.Argument(help="scenario files or folders "
+                                                             "(default: the built-in library)")]
+    = None,
+    kernel: Annotated[list[str] | None, typer.Option("--kernel", "-k",
+                                                     help="model only these versions")] = None,
+    no_live: Annotated[bool, typer.Option("--no-live", help="do not run the live kernel")] =
+    False,
+    as_tap: Annotated[bool, typer.Option("--tap", help="kselftest-style TAP output")] = False,
+) -> None:
+    """Run scenarios on the model at every boundary version and on the live kernel, print
+    the matrix and every model-vs-live divergence."""
+    files = _collect(paths or [library_dir()])
+    scens = _parse_all(files)
+    versions = [_version(v) for v in kernel] if kernel else boundary_versions()
+    if not kernel and CURRENT not in versions:
+        versions = sorted([*versions, CURRENT])
+    live, live_why = (None, "--no-live") if no_live else _live_backend()
+    columns = [str(v) for v in versions] + ["live"]
+    cells: dict[tuple[str, str], Trace] = {}
+    divergent: list[tuple[str, Trace, Trace]] = []
+    total = len(scens) * (len(versions) + (2 if live else 0))
+    with Progress(console=err, transient=True, disable=not err.is_terminal) as prog:
+        task = prog.add_task("checking", total=total)
+        for s in scens:
+            for v in versions:
+                cells[(s.name, str(v))] = run(s, ModelBackend(v))
+                prog.advance(task)
+            if live is not None:
+                lt = run(s, live)
+                cells[(s.name, "live")] = lt
+                mt = run(s, ModelBackend(lt.version))
+                prog.advance(task, 2)
+                if diff(mt, lt):
+                    divergent.append((s.name, mt, lt))
+    if as_tap:
+        res = [(f"{name} [{col}]", t) for (name, col), t in cells.items()]
+        out.print(tap(res), markup=False)
+    else:
+        rtext.matrix(out, [s.name for s in scens], columns, cells)
+        rtext.problems(out, cells)
+        for name, mt, lt in divergent:
+            rtext.divergences(out, name, mt.backend, "live", diff(mt, lt))
+        if live is None:
+            out.print(f"[yellow]live kernel not run[/]: {live_why}")
+        n_bad = sum(1 for t in cells.values() if not t.as_expected)
+        out.print(f"{len(scens)} scenarios, {len(cells)} runs: {n_bad} unexpected, "
+                  f"{len(divergent)} diverging from the live kernel")
+    bad = any(not t.as_expected for t in cells.values()) or bool(divergent)
+    raise typer.Exit(1 if bad else 0)
+
+
+@app.command("version")
+def version_cmd() -> None:
+    """Print anonex's version and the kernel it would run live."""
+    out.print(f"anonex {__version__}; running kernel {os.uname().release}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

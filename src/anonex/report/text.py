@@ -1,0 +1,141 @@
+"""Text output with rich: the check matrix, divergences, one run step by step."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from anonex.diff import Divergence
+from anonex.observation import PageObs
+from anonex.scenario.runner import Trace
+
+STYLE = {"pass": "green", "xfail": "cyan", "skip": "yellow", "fail": "bold red",
+         "xpass": "bold magenta"}
+
+
+SHORT = {"pass": "ok", "xfail": "xf", "skip": "sk", "fail": "FAIL", "xpass": "XPASS"}
+LEGEND = "ok pass · xf expected failure (xfail) · sk skip · FAIL · XPASS (passed but xfail " \
+         "says it fails) · ? expectations the backend cannot observe"
+
+
+def verdict_text(t: Trace, short: bool = False) -> Text:
+    s = SHORT[t.verdict] if short else t.verdict
+    if t.unobservable and t.verdict == "pass":
+        s += "?" if short else f" ({t.unobservable} unobservable)"
+    return Text(s, style=STYLE.get(t.verdict, ""))
+
+
+def matrix(console: Console, names: list[str], columns: list[str],
+           cells: dict[tuple[str, str], Trace]) -> None:
+    """The scenario × backend matrix."""
+    table = Table(title="anonex check", show_lines=False, header_style="bold")
+    table.add_column("scenario", no_wrap=True)
+    for c in columns:
+        table.add_column(c, justify="center", no_wrap=True)
+    for n in names:
+        row: list[Text | str] = [n]
+        for c in columns:
+            t = cells.get((n, c))
+            row.append(verdict_text(t, short=True) if t else Text("-", style="dim"))
+        table.add_row(*row)
+    console.print(table)
+    console.print(LEGEND, style="dim")
+
+
+def problems(console: Console, cells: dict[tuple[str, str], Trace]) -> None:
+    """Every unexpected verdict with its reason, and the reasons for skips (once each)."""
+    skips: dict[str, list[str]] = {}
+    for (name, col), t in cells.items():
+        if not t.as_expected:
+            console.print(f"[bold red]{t.verdict}[/] {name} on {col}: {escape(t.reason)}")
+        elif t.verdict == "skip":
+            why = t.steps[-1].result.skipped if t.steps else t.reason
+            skips.setdefault(why or t.reason, []).append(f"{name}@{col}")
+    for reason, where in skips.items():
+        shown = ", ".join(where[:4]) + (f" and {len(where) - 4} more" if len(where) > 4 else "")
+        console.print(f"[yellow]skip[/] {shown}: {escape(reason)}")
+
+
+def divergences(console: Console, name: str, a: str, b: str, divs: list[Divergence]) -> None:
+    for d in divs:
+        console.print(f"[bold red]diverges[/] {name}: {escape(d.describe(a, b))}")
+
+
+def _page_line(o: PageObs) -> str:
+    if o.state != "present":
+        extra = ""
+        if "swp_exclusive" in o.extra:
+            extra = f" swp_exclusive={int(o.extra['swp_exclusive'])}"
+        return f"{o.proc} {o.region}[{o.index}]: {o.state}{extra}"
+    bits = []
+    if o.zero:
+        bits.append("zero")
+    if o.anon_exclusive:
+        bits.append("EXCL")
+    elif o.anon_exclusive is None:
+        bits.append("excl?")
+    if o.ksm:
+        bits.append("ksm")
+    if o.thp:
+        bits.append("thp")
+    ex = o.extra
+    pte = ""
+    if "pte_write" in ex:
+        pte = " pte=" + ("W" if ex["pte_write"] else "R") + ("D" if ex["pte_dirty"] else "")
+    ref = f" ref={ex['refcount']}" if "refcount" in ex else ""
+    pins = f" pins={ex['pincount']}" if ex.get("pincount") else ""
+    fl = f" flags={'|'.join(ex['flags'])}" if ex.get("flags") else ""
+    if "kpf" in ex:
+        fl = f" kpf={ex['kpf']:#x}"
+    return (f"{o.proc} {o.region}[{o.index}]: {o.page} {' '.join(bits) or '-'} "
+            f"map={o.mapcount}{ref}{pins}{pte}{fl} data={o.data!r}")
+
+
+def trace(console: Console, t: Trace) -> None:
+    """``--trace``: each step, what it returned, and the pages it involves."""
+    console.print(f"[bold]{t.scenario.title or t.scenario.name}[/] on {t.backend}")
+    for ex in t.initial_expects:
+        console.print(f"  {ex.result:>5} {ex.expect.text()}")
+    for rec in t.steps:
+        st = rec.step
+        res = rec.result
+        head = f"[bold]{st.pos.line:>3}[/] {escape(st.text())}"
+        if res.value is not None:
+            head += f"  → {escape(repr(res.value))}"
+        if st.label is not None:
+            head += escape(f"  [faults={res.faults} {rec.outcome}]")
+        console.print(head)
+        if res.skipped:
+            console.print(f"      [yellow]skip[/]: {escape(res.skipped)}")
+        if res.error:
+            console.print(f"      [red]error[/]: {escape(res.error)}")
+        if res.finding:
+            console.print(f"      [bold red]finding[/]: {escape(res.finding)}")
+        involved = _involved(rec.step, rec.obs)
+        for o in involved:
+            console.print("      " + _page_line(o), highlight=False, markup=False)
+        for ex in rec.expects:
+            style = {"pass": "green", "fail": "bold red", "unobservable": "yellow"}.get(
+                ex.result, "dim")
+            console.print(f"    [{style}]{ex.result:>5}[/] {escape(ex.expect.text())}  "
+                          f"({escape(ex.detail)})")
+    console.print(Text("verdict: ") + verdict_text(t) + Text(f" {t.reason}" if t.reason else ""))
+
+
+def _involved(step: object, obs: dict[tuple[str, str, int], PageObs]) -> list[PageObs]:
+    from anonex.scenario.ast import Step
+
+    assert isinstance(step, Step)
+    if step.loc is None:
+        regions = None
+    else:
+        regions = {step.loc.region}
+        if step.op == "mremap" and step.name:
+            regions.add(step.name)
+    out = [o for o in obs.values() if regions is None or o.region in regions]
+    if step.loc is not None and step.loc.first is not None:
+        idx = set(step.loc.pages(1 << 20))
+        out = [o for o in out if o.index in idx or o.region != step.loc.region]
+    return sorted(out, key=lambda o: (o.region, o.index, o.proc))[:64]
