@@ -63,7 +63,7 @@ def diff(a: Trace, b: Trace) -> list[Divergence]:
                 continue
             if oa is None or ob is None or sta != "present":
                 continue
-            for f in FIELDS[2:] + ("page",):
+            for f in (*FIELDS[2:], "page"):
                 va, vb = getattr(oa, f), getattr(ob, f)
                 if va is None or vb is None or va == vb:
                     continue

@@ -41,9 +41,9 @@ from anonex.kernel.state import (
     VM_WIPEONFORK,
     VM_WRITE,
     Kernel,
+    PageRef,
     Pin,
     Pipe,
-    PageRef,
 )
 from anonex.observation import PageObs, StepResult, Unsupported
 from anonex.scenario import ast
@@ -195,7 +195,7 @@ class ModelBackend:
     def _gup(self, mm: MM, vpns: list[int], flags: int) -> list[Any]:
         return get_user_pages(self.k, mm, vpns, flags)
 
-    def _dispatch(self, st: ast.Step) -> StepResult:  # noqa: C901 - one branch per op
+    def _dispatch(self, st: ast.Step) -> StepResult:
         k = self.k
         op = st.op
         r = k.rules
@@ -238,9 +238,10 @@ class ModelBackend:
             wiped = [range(v.start, v.end) for v in parent.vmas if v.flags & VM_WIPEONFORK
                      and not v.flags & VM_DONTCOPY]
             self.oracle.fork(parent.name, child.name, copied, wiped)
-            for holder in (*k.pipes.values(), *k.pins.values()):
-                if parent.name in holder.holders:
-                    holder.holders.add(child.name)
+            for holders in [p.holders for p in k.pipes.values()] + \
+                    [p.holders for p in k.pins.values()]:
+                if parent.name in holders:
+                    holders.add(child.name)
             return StepResult()
         if op == "exit":
             mm = self._mm(st.proc)

@@ -12,8 +12,21 @@ from __future__ import annotations
 
 from anonex.kernel.fault import vm_normal_page
 from anonex.kernel.pgtable import Pte, SwapPte
-from anonex.kernel.rmap import EBUSY, RMAP_EXCLUSIVE, folio_add_new_anon_rmap, folio_try_dup_anon_rmap_pte
-from anonex.kernel.state import MM, VM_DONTCOPY, VM_WIPEONFORK, VM_WRITE, VMA, Kernel, is_cow_mapping
+from anonex.kernel.rmap import (
+    EBUSY,
+    RMAP_EXCLUSIVE,
+    folio_add_new_anon_rmap,
+    folio_try_dup_anon_rmap_pte,
+)
+from anonex.kernel.state import (
+    MM,
+    VM_DONTCOPY,
+    VM_WIPEONFORK,
+    VM_WRITE,
+    VMA,
+    Kernel,
+    is_cow_mapping,
+)
 
 
 def copy_present_page(k: Kernel, dst: MM, dst_vma: VMA, vpn: int, pte: Pte) -> None:

@@ -84,9 +84,9 @@ def can_follow_write_pte(k: Kernel, pte: Pte, page: Page | None, vma: VMA,
 def check_vma_flags(vma: VMA, gup_flags: int) -> None:
     """``check_vma_flags()``: EFAULT for accesses the VMA does not permit."""
     if gup_flags & FOLL_WRITE:
-        if not vma.flags & VM_WRITE:
-            if not gup_flags & FOLL_FORCE or not is_cow_mapping(vma.flags):
-                raise Segfault("EFAULT: write GUP on a mapping without PROT_WRITE")
+        if not vma.flags & VM_WRITE and (not gup_flags & FOLL_FORCE or
+                                         not is_cow_mapping(vma.flags)):
+            raise Segfault("EFAULT: write GUP on a mapping without PROT_WRITE")
     elif not vma.flags & VM_READ and not (gup_flags & FOLL_FORCE and vma.flags & VM_MAYREAD):
         raise Segfault("EFAULT: GUP on a mapping without PROT_READ")
 

@@ -9,6 +9,8 @@ reference of each swap entry.
 
 from __future__ import annotations
 
+import itertools
+
 from anonex.kernel.pgtable import Entry, Pte, SwapPte
 from anonex.kernel.rmap import folio_remove_rmap_pte
 from anonex.kernel.state import (
@@ -44,7 +46,7 @@ def split_range(mm: MM, start: int, end: int) -> list[VMA]:
             new.append(v)
             continue
         cuts = sorted({v.start, max(v.start, start), min(v.end, end), v.end})
-        for a, b in zip(cuts, cuts[1:], strict=False):
+        for a, b in itertools.pairwise(cuts):
             piece = VMA(a, b - a, v.flags, v.anon_vma)
             new.append(piece)
             if start <= a and b <= end:

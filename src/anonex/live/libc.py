@@ -206,3 +206,16 @@ class FaultCounter:
     def read(self) -> int:
         _getrusage(RUSAGE_THREAD, self._ref)
         return int(self._ru.ru_minflt + self._ru.ru_majflt)
+
+
+_statfs = _proto("statfs", _int, ctypes.c_char_p, _vp)
+
+TMPFS_MAGIC = 0x01021994
+RAMFS_MAGIC = 0x858458F6
+
+
+def fs_type(path: str) -> int:
+    """The ``f_type`` magic of the filesystem holding *path* (statfs(2))."""
+    buf = ctypes.create_string_buffer(256)
+    _check(_statfs(os.fsencode(path), ctypes.addressof(buf)), f"statfs({path})")
+    return int(ctypes.c_long.from_buffer(buf).value) & 0xFFFF_FFFF

@@ -12,7 +12,7 @@ from __future__ import annotations
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import lark
 from lark import Lark, Token, Transformer, Tree
@@ -92,7 +92,8 @@ def _syntax_error(path: str, text: str, e: UnexpectedInput) -> ScenarioError:
             got = f"'{tok}'"
         msg = f"unexpected {got}; expected {_expected_list(e.accepts or e.expected)}"
     elif isinstance(e, UnexpectedCharacters):
-        ch = text[e.pos_in_stream] if 0 <= e.pos_in_stream < len(text) else "?"
+        at = e.pos_in_stream if e.pos_in_stream is not None else -1
+        ch = text[at] if 0 <= at < len(text) else "?"
         if ch == '"':
             msg = "unterminated tag; expected a closing '\"' before the end of the line"
             return ScenarioError(path, line, col, msg, _line_of(text, line))
@@ -233,7 +234,8 @@ def _build_step(path: str, tree: Tree[Any], to_ast: _ToAst) -> ast.Step:
         if fname == "region":
             kw["loc"] = ast.Loc(str(val))
         elif fname == "kind":
-            kw["kind"], kw["npages"] = val
+            kind, npages = cast(tuple[str, int | None], val)
+            kw["kind"], kw["npages"] = kind, npages
         elif fname == "tag":
             kw["tag"] = str(val)[1:-1]
         elif isinstance(val, Token):
@@ -267,7 +269,7 @@ def parse(text: str, path: str = "<scenario>") -> ast.Scenario:
         elif kind == "about":
             scen.about = str(st.children[0])[1:-1]
         elif kind == "xfail":
-            rng = to_ast.transform(st.children[0])
+            rng = to_ast.transform(_tree(st.children[0]))
             why = str(st.children[1])[1:-1] if len(st.children) > 1 else ""
             scen.xfails.append(ast.XFail(rng, why, pos))
         elif kind == "step":
@@ -275,11 +277,16 @@ def parse(text: str, path: str = "<scenario>") -> ast.Scenario:
                                   else _transform_op(c, to_ast) for c in st.children], st.meta)
             scen.stmts.append(_build_step(path, conv, to_ast))
         elif kind == "expect":
-            cond = to_ast.transform(st.children[0])
-            on = to_ast.transform(st.children[1]) if len(st.children) > 1 else None
+            cond = to_ast.transform(_tree(st.children[0]))
+            on = to_ast.transform(_tree(st.children[1])) if len(st.children) > 1 else None
             scen.stmts.append(ast.Expect(cond, pos, on))
     check(scen, text)
     return scen
+
+
+def _tree(x: Any) -> Tree[Token]:
+    assert isinstance(x, Tree)
+    return x
 
 
 def _transform_op(c: Any, to_ast: _ToAst) -> Any:
@@ -339,8 +346,9 @@ def check(scen: ast.Scenario, text: str = "") -> None:
             if loc.last is not None and loc.last < loc.first:
                 raise _err(scen, text, pos, f"empty page range {loc}; expected first <= last")
             if last >= n:
+                plural = "s" if n > 1 else ""
                 raise _err(scen, text, pos, f"page {last} is past the end of region "
-                                            f"{loc.region} ({n} page{'s' if n > 1 else ''}: 0..{n - 1})")
+                                            f"{loc.region} ({n} page{plural}: 0..{n - 1})")
 
     def need_handle(name: str | None, kind: str, pos: ast.Pos) -> None:
         if name is None:
