@@ -65,7 +65,7 @@ def _parse_all(files: list[Path]) -> list[Scenario]:
         try:
             scens.append(parse_file(f))
         except ScenarioError as e:
-            err.print(e.render(), markup=False)
+            err.print(e.render(), markup=False, soft_wrap=True)
             bad += 1
     if bad:
         raise typer.Exit(2)

@@ -1,0 +1,544 @@
+"""The model's mechanisms, each against the facts of kernel-semantics.md (6.18 unless said).
+
+Most tests are small scenarios: the runner checks their expectations on the model, and the
+test also looks at what only the model can see (refcount, PTE bits) in the trace.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from anonex.kernel import flags as pf
+from anonex.kernel.backend import ModelBackend
+from anonex.kernel.errors import KernelBug
+from anonex.kernel.fault import FAULT_FLAG_UNSHARE, handle_mm_fault
+from anonex.kernel.folio import GUP_PIN_COUNTING_BIAS, folio_maybe_dma_pinned
+from anonex.kernel.gup import FOLL_GET, FOLL_PIN, FOLL_WRITE, get_user_pages, gup_must_unshare
+from anonex.kernel.pgtable import Pte
+from anonex.kernel.versions import BOUNDARIES, Rules, boundary_versions
+from anonex.scenario.parser import parse
+from anonex.scenario.runner import Trace
+from anonex.versions import KernelVersion
+
+from .conftest import model_run
+
+
+def ok(t: Trace) -> None:
+    assert t.verdict == "pass", t.reason
+
+
+def obs(t: Trace, step: int, proc: str, idx: int = 0, region: str = "A") -> Any:
+    return t.steps[step].obs[(proc, region, idx)]
+
+
+def test_fresh_write_fault_is_exclusive() -> None:
+    t = model_run("""
+P0: mmap A anon 1
+P0: write A "x" @w
+expect @w new
+expect P0 A[0] exclusive
+expect mapcount P0 A[0] == 1
+P0: write A "y" @w2
+expect @w2 faults == 0
+""")
+    ok(t)
+    o = obs(t, 1, "P0")
+    assert o.extra["refcount"] == 1 and o.extra["pte_write"] and o.extra["pte_dirty"]
+
+
+def test_read_fault_maps_zero_page() -> None:
+    t = model_run("""
+P0: mmap A anon 1
+P0: read A[0] -> v @r
+expect @r new
+expect P0 A[0] zero
+expect not P0 A[0] exclusive
+expect mapcount P0 A[0] == 0
+expect v == ""
+P0: write A "x" @w
+expect @w copied
+expect P0 A[0] exclusive
+""")
+    ok(t)
+
+
+def test_fork_clears_flag_and_write_protects_both() -> None:
+    t = model_run("""
+P0: mmap A anon 1
+P0: write A "x"
+P0: fork P1
+expect P0 A[0] same P1 A[0]
+expect not P0 A[0] exclusive
+expect mapcount P0 A[0] == 2
+""")
+    ok(t)
+    for p in ("P0", "P1"):
+        assert not obs(t, 2, p).extra["pte_write"]
+    assert obs(t, 2, "P0").extra["refcount"] == 2
+
+
+def test_copy_leaves_old_page_unexclusive_then_reuse() -> None:
+    """Prediction 4: the page left behind is mapped once but not exclusive until its write."""
+    t = model_run("""
+P0: mmap A anon 1
+P0: write A "x"
+P0: fork P1
+P1: write A "c" @c
+expect @c copied
+expect mapcount P0 A[0] == 1
+expect not P0 A[0] exclusive
+P0: write A "p" @p
+expect @p faults == 1
+expect @p reused
+expect P0 A[0] exclusive
+""")
+    ok(t)
+
+
+def test_extra_reference_forces_copy() -> None:
+    """wp_can_reuse_anon_folio: a pipe's FOLL_GET reference makes reuse impossible."""
+    t = model_run("""
+P0: mmap A anon 1
+P0: write A "old"
+P0: vmsplice A -> pipe
+P0: fork P1
+P1: exit
+P0: write A "new" @w
+expect @w copied
+P0: read pipe -> seen
+expect seen == "old"
+""")
+    ok(t)
+
+
+def test_same_process_vmsplice_sees_later_writes() -> None:
+    t = model_run("""
+P0: mmap A anon 1
+P0: write A "old"
+P0: vmsplice A -> pipe
+P0: mprotect A ro
+P0: mprotect A rw
+P0: write A "new" @w
+expect @w faults == 0
+P0: read pipe -> seen
+expect seen == "new"
+""")
+    ok(t)
+
+
+@pytest.mark.parametrize(("version", "faults"), [("6.18", 0), ("5.19", 1)])
+def test_mprotect_upgrade_of_exclusive_pages(version: str, faults: int) -> None:
+    t = model_run(f"""
+P0: mmap A anon 1
+P0: write A "x"
+P0: mprotect A ro
+expect P0 A[0] exclusive
+P0: mprotect A rw
+P0: write A "y" @w
+expect @w faults == {faults}
+""", version)
+    ok(t)
+
+
+def test_mprotect_does_not_upgrade_shared_sole_page() -> None:
+    t = model_run("""
+P0: mmap A anon 1
+P0: write A "x"
+P0: fork P1
+P1: exit
+P0: mprotect A ro
+P0: mprotect A rw
+P0: write A "y" @w
+expect @w faults == 1
+expect @w reused
+""")
+    ok(t)
+
+
+def test_pinned_page_is_copied_for_child_at_fork() -> None:
+    """Prediction 6: child gets a copy; parent keeps a writable exclusive page."""
+    t = model_run("""
+P0: mmap A anon 2
+P0: write A "x"
+P0: pin A[0] -> buf
+P0: fork P1
+expect not P0 A[0] same P1 A[0]
+expect P0 A[0] exclusive
+expect P1 A[0] exclusive
+expect mapcount P0 A[0] == 1
+expect P0 A[1] same P1 A[1]
+expect not P0 A[1] exclusive
+P0: write A[0] "y" @w
+expect @w faults == 0
+P1: read A[0] -> c
+expect c == "x"
+""")
+    ok(t)
+    o = obs(t, 3, "P0")
+    assert o.extra["refcount"] == 1 + GUP_PIN_COUNTING_BIAS
+
+
+def test_child_does_not_inherit_has_pinned() -> None:
+    be = ModelBackend()
+    scen = parse('P0: mmap A anon 1\nP0: write A "x"\nP0: pin A -> b\nP0: fork P1\n', "t.cow")
+    be.start(scen)
+    for st in scen.steps:
+        be.step(st)
+    assert be.k.mms["P0"].has_pinned and not be.k.mms["P1"].has_pinned
+
+
+def test_pinning_shared_page_breaks_cow() -> None:
+    """Prediction 7: FOLL_PIN|FOLL_WRITE on a shared page: the pinner gets a new page."""
+    t = model_run("""
+P0: mmap A anon 1
+P0: write A "x"
+P0: fork P1
+P0: pin A -> buf
+expect not P0 A[0] same P1 A[0]
+expect P0 A[0] exclusive
+expect not P1 A[0] exclusive
+expect mapcount P1 A[0] == 1
+""")
+    ok(t)
+
+
+def test_ro_pin_unshares_and_keeps_pte_readonly() -> None:
+    """Prediction 8 (O_DIRECT write from a shared page): unshare, R/O PTE, then reuse."""
+    t = model_run("""
+P0: mmap A anon 1
+P0: write A "x"
+P0: fork P1
+P0: dio-write A[0] -> v
+expect v == "x"
+expect not P0 A[0] same P1 A[0]
+expect P0 A[0] exclusive
+P0: write A "y" @w
+expect @w faults == 1
+expect @w reused
+""")
+    ok(t)
+    assert not obs(t, 3, "P0").extra["pte_write"]
+
+
+def test_ro_pin_before_5_19_does_not_unshare() -> None:
+    t = model_run("""
+P0: mmap A anon 1
+P0: write A "x"
+P0: fork P1
+P0: peek P1 A[0] -> v
+expect P0 A[0] same P1 A[0]
+""", "5.18")
+    ok(t)
+
+
+def test_foll_get_never_unshares() -> None:
+    t = model_run("""
+P0: mmap A anon 1
+P0: write A "x"
+P0: fork P1
+P1: vmsplice A -> pipe
+expect P0 A[0] same P1 A[0]
+expect not P1 A[0] exclusive
+""")
+    ok(t)
+
+
+def test_gup_forces_cow_break_on_5_8() -> None:
+    t = model_run("""
+P0: mmap A anon 1
+P0: write A "x"
+P0: fork P1
+P1: vmsplice A -> pipe
+expect not P0 A[0] same P1 A[0]
+""", "5.8")
+    ok(t)
+
+
+def test_dontfork_and_wipeonfork() -> None:
+    """Prediction 18."""
+    t = model_run("""
+P0: mmap A anon 1
+P0: mmap B anon 1
+P0: write A "a"
+P0: write B "b"
+P0: madvise A dontfork
+P0: madvise B wipeonfork
+P0: fork P1
+expect P0 A[0] exclusive
+expect P0 B[0] exclusive
+expect mapcount P0 A[0] == 1
+expect P1 A[0] none
+P1: read B[0] -> w
+expect w == ""
+expect P1 B[0] zero
+""")
+    ok(t)
+    bad = model_run('P0: mmap A anon 1\nP0: madvise A dontfork\nP0: fork P1\nP1: read A[0] -> v\n')
+    assert bad.verdict == "fail"
+    assert "SIGSEGV" in bad.reason or "no mapping" in bad.reason
+
+
+def test_force_write_into_readonly_mapping() -> None:
+    """Prediction 19: a FOLL_FORCE write creates an exclusive anon page, PTE stays R/O."""
+    t = model_run("""
+P0: mmap A anon 1
+P0: write A "x"
+P0: fork P1
+P1: mprotect A ro
+P0: force-write P1 A[0] "f"
+expect not P0 A[0] same P1 A[0]
+expect P1 A[0] exclusive
+P1: read A[0] -> v
+expect v == "f"
+P0: read A[0] -> pv
+expect pv == "x"
+""")
+    ok(t)
+    assert not obs(t, 4, "P1").extra["pte_write"]
+
+
+def test_force_write_on_exclusive_readonly_page_writes_in_place() -> None:
+    t = model_run("""
+P0: mmap A anon 1
+P0: write A "x"
+P0: fork P1
+P1: write A "c"
+P1: mprotect A ro
+P0: force-write P1 A[0] "f" @f
+expect P1 A[0] exclusive
+""")
+    ok(t)
+    assert obs(t, 4, "P1").page == obs(t, 3, "P1").page
+
+
+def test_write_to_readonly_mapping_segfaults() -> None:
+    t = model_run('P0: mmap A anon 1\nP0: mprotect A ro\nP0: write A "x"\n')
+    assert t.verdict == "fail" and "SIGSEGV" in t.reason
+
+
+def test_pin_accounting_and_false_positive() -> None:
+    be = ModelBackend()
+    scen = parse('P0: mmap A anon 1\nP0: write A "x"\n', "t.cow")
+    be.start(scen)
+    for st in scen.steps:
+        be.step(st)
+    k = be.k
+    mm = k.mms["P0"]
+    vpn = k.regions["A"]
+    e = mm.ptes[vpn]
+    assert isinstance(e, Pte)
+    folio = e.page.folio
+    pages = get_user_pages(k, mm, [vpn], FOLL_PIN | FOLL_WRITE)
+    assert folio.refcount == 1 + GUP_PIN_COUNTING_BIAS and folio_maybe_dma_pinned(folio)
+    from anonex.kernel.gup import unpin_user_page
+
+    unpin_user_page(k, pages[0])
+    assert folio.refcount == 1 and not folio_maybe_dma_pinned(folio)
+    for _ in range(GUP_PIN_COUNTING_BIAS - 1):
+        get_user_pages(k, mm, [vpn], FOLL_GET)
+    assert folio_maybe_dma_pinned(folio)  # 1024 plain references look like a pin
+
+
+def test_gup_must_unshare_rules() -> None:
+    be = ModelBackend()
+    scen = parse('P0: mmap A anon 1\nP0: write A "x"\nP0: fork P1\n', "t.cow")
+    be.start(scen)
+    for st in scen.steps:
+        be.step(st)
+    k = be.k
+    e = k.mms["P0"].ptes[k.regions["A"]]
+    assert isinstance(e, Pte)
+    vma = k.mms["P0"].vmas[0]
+    assert gup_must_unshare(k, vma, FOLL_PIN, e.page)
+    assert not gup_must_unshare(k, vma, FOLL_GET, e.page)
+    assert not gup_must_unshare(k, vma, FOLL_PIN | FOLL_WRITE, e.page)
+    zero = k.zero_page
+    from anonex.kernel.gup import FOLL_LONGTERM
+
+    assert not gup_must_unshare(k, vma, FOLL_PIN, zero)
+    assert gup_must_unshare(k, vma, FOLL_PIN | FOLL_LONGTERM, zero)
+    assert gup_must_unshare(k, None, FOLL_PIN | FOLL_LONGTERM, zero)
+
+
+def test_unshare_fault_reuses_without_making_writable() -> None:
+    be = ModelBackend()
+    scen = parse('P0: mmap A anon 1\nP0: write A "x"\nP0: fork P1\nP1: exit\n', "t.cow")
+    be.start(scen)
+    for st in scen.steps:
+        be.step(st)
+    k = be.k
+    vpn = k.regions["A"]
+    e = k.mms["P0"].ptes[vpn]
+    assert isinstance(e, Pte) and not pf.PageAnonExclusive(e.page)
+    assert handle_mm_fault(k, k.mms["P0"], vpn, FAULT_FLAG_UNSHARE) == "reused"
+    e2 = k.mms["P0"].ptes[vpn]
+    assert e2 is e and pf.PageAnonExclusive(e.page) and not e.write
+
+
+def test_freeing_clears_the_flag() -> None:
+    be = ModelBackend()
+    scen = parse('P0: mmap A anon 1\nP0: write A "x"\n', "t.cow")
+    be.start(scen)
+    for st in scen.steps:
+        be.step(st)
+    k = be.k
+    e = k.mms["P0"].ptes[k.regions["A"]]
+    assert isinstance(e, Pte)
+    page = e.page
+    assert page.flags >> pf.PG_anon_exclusive & 1
+    res = be.step(parse('P0: mmap A anon 1\nP0: munmap A\n', "t.cow").steps[1])
+    assert res.finding is None
+    assert page.folio.freed and page.flags == 0
+
+
+def test_munmap_keeps_stale_flag_while_referenced() -> None:
+    """Unmapping never clears the flag: a page still held by a pipe keeps it."""
+    be = ModelBackend()
+    scen = parse('P0: mmap A anon 1\nP0: write A "x"\nP0: vmsplice A -> p\nP0: munmap A\n',
+                 "t.cow")
+    be.start(scen)
+    for st in scen.steps:
+        assert be.step(st).finding is None
+    page = be.k.pipes["p"].refs[0].page
+    assert page.mapcount == 0 and page.folio.refcount == 1
+    assert page.flags >> pf.PG_anon_exclusive & 1
+
+
+def test_swap_roundtrip_keeps_exclusivity_in_entry() -> None:
+    t = model_run("""
+P0: mmap A anon 1
+P0: write A "x"
+P0: madvise A pageout
+expect P0 A[0] swapped
+P0: read A[0] -> v @r
+expect @r swapin
+expect P0 A[0] exclusive
+P0: write A "y" @w
+expect @w faults == 0
+""")
+    ok(t)
+    assert obs(t, 2, "P0").extra["swp_exclusive"] is True
+
+
+def test_fork_of_swap_entry_drops_exclusive_bit() -> None:
+    """Prediction 11: both entries non-exclusive; parent copies, child then reuses."""
+    t = model_run("""
+P0: mmap A anon 1
+P0: write A "x"
+P0: madvise A pageout
+P0: fork P1
+P0: read A[0] -> v @r
+expect @r swapin
+expect not P0 A[0] exclusive
+P0: write A "p" @w
+expect @w copied
+P1: read A[0] -> c
+expect c == "x"
+P1: write A "c" @cw
+expect @cw reused
+expect P1 A[0] exclusive
+""")
+    ok(t)
+    assert obs(t, 3, "P0").extra["swp_exclusive"] is False
+    assert obs(t, 3, "P1").extra["swp_exclusive"] is False
+
+
+def test_writable_swapin_on_read_since_6_11() -> None:
+    text = """
+P0: mmap A anon 1
+P0: write A "x"
+P0: madvise A pageout
+P0: read A[0] -> v
+P0: write A "y" @w
+expect @w faults == {}
+"""
+    ok(model_run(text.format(0), "6.11"))
+    ok(model_run(text.format(1), "6.10"))
+
+
+def test_pinned_page_is_not_swapped() -> None:
+    """Prediction 9: try_to_unmap fails for a maybe-pinned page."""
+    t = model_run("""
+P0: mmap A anon 2
+P0: write A "d"
+P0: pin A[0] -> h
+P0: madvise A pageout
+expect P0 A[0] present
+expect P0 A[0] exclusive
+expect P0 A[1] swapped
+""")
+    ok(t)
+
+
+def test_wrong_cow_before_5_9_is_a_finding() -> None:
+    """The io_uring + fork bug of ≤5.8: the parent's write copies away from the pin."""
+    t = model_run("""
+P0: mmap A anon 1
+P0: write A "old"
+P0: pin A -> buf
+P0: fork P1
+P0: write A "new"
+""", "5.8")
+    assert t.verdict == "fail"
+    assert "pin coherence" in t.reason
+
+
+def test_cve_2020_29374_leak_is_found_on_5_4() -> None:
+    t = model_run("""
+P0: mmap A anon 1
+P0: write A "old"
+P0: fork P1
+P1: vmsplice A -> pipe
+P1: munmap A
+P0: write A "new"
+P1: read pipe -> seen
+""", "5.4")
+    assert t.verdict == "fail" and "leak" in t.reason
+
+
+def test_invariant_checker_catches_corruption() -> None:
+    be = ModelBackend()
+    scen = parse('P0: mmap A anon 1\nP0: write A "x"\nP0: fork P1\n', "t.cow")
+    be.start(scen)
+    for st in scen.steps:
+        be.step(st)
+    e = be.k.mms["P0"].ptes[be.k.regions["A"]]
+    assert isinstance(e, Pte)
+    e.write = True  # writable but not exclusive: what a buggy kernel would do
+    from anonex.kernel import invariants
+
+    found = invariants.check(be.k)
+    assert any("writable ⇒ exclusive" in f for f in found)
+    e.page.folio.refcount += 5
+    assert any("accounting" in f for f in invariants.check(be.k))
+
+
+def test_set_exclusive_on_ksm_page_is_kernel_bug() -> None:
+    be = ModelBackend()
+    scen = parse('P0: mmap A anon 1\nP0: write A "x"\n', "t.cow")
+    be.start(scen)
+    for st in scen.steps:
+        be.step(st)
+    e = be.k.mms["P0"].ptes[be.k.regions["A"]]
+    assert isinstance(e, Pte)
+    e.page.folio.ksm = True
+    with pytest.raises(KernelBug):
+        pf.SetPageAnonExclusive(e.page)
+
+
+def test_version_table() -> None:
+    names = {b.name for b in BOUNDARIES}
+    assert {"reuse_by_page_count", "anon_exclusive", "gup_forces_cow_break",
+            "writable_swapin_on_read", "mm_id_large_reuse"} <= names
+    r = Rules(KernelVersion(5, 8))
+    assert r.gup_forces_cow_break and not r.reuse_by_page_count and not r.anon_exclusive
+    r = Rules(KernelVersion(6, 18, 44))
+    assert r.anon_exclusive and r.mm_id_large_reuse and not r.gup_forces_cow_break
+    with pytest.raises(AttributeError):
+        _ = r.no_such_rule
+    vs = boundary_versions()
+    assert vs == sorted(vs) and KernelVersion(5, 19) in vs and KernelVersion(5, 4) in vs
+    for b in BOUNDARIES:
+        assert b.commit and b.summary
