@@ -25,6 +25,16 @@ from anonex.versions import KernelVersion
 from .conftest import model_run
 
 
+def model_state(text: str) -> ModelBackend:
+    """The model backend after running every step of *text*."""
+    be = ModelBackend()
+    scen = parse(text, "t.cow")
+    be.start(scen)
+    for st in scen.steps:
+        be.step(st)
+    return be
+
+
 def ok(t: Trace) -> None:
     assert t.verdict == "pass", t.reason
 
@@ -181,11 +191,7 @@ expect c == "x"
 
 
 def test_child_does_not_inherit_has_pinned() -> None:
-    be = ModelBackend()
-    scen = parse('P0: mmap A anon 1\nP0: write A "x"\nP0: pin A -> b\nP0: fork P1\n', "t.cow")
-    be.start(scen)
-    for st in scen.steps:
-        be.step(st)
+    be = model_state('P0: mmap A anon 1\nP0: write A "x"\nP0: pin A -> b\nP0: fork P1\n')
     assert be.k.mms["P0"].has_pinned and not be.k.mms["P1"].has_pinned
 
 
@@ -319,11 +325,7 @@ def test_write_to_readonly_mapping_segfaults() -> None:
 
 
 def test_pin_accounting_and_false_positive() -> None:
-    be = ModelBackend()
-    scen = parse('P0: mmap A anon 1\nP0: write A "x"\n', "t.cow")
-    be.start(scen)
-    for st in scen.steps:
-        be.step(st)
+    be = model_state('P0: mmap A anon 1\nP0: write A "x"\n')
     k = be.k
     mm = k.mms["P0"]
     vpn = k.regions["A"]
@@ -342,11 +344,7 @@ def test_pin_accounting_and_false_positive() -> None:
 
 
 def test_gup_must_unshare_rules() -> None:
-    be = ModelBackend()
-    scen = parse('P0: mmap A anon 1\nP0: write A "x"\nP0: fork P1\n', "t.cow")
-    be.start(scen)
-    for st in scen.steps:
-        be.step(st)
+    be = model_state('P0: mmap A anon 1\nP0: write A "x"\nP0: fork P1\n')
     k = be.k
     e = k.mms["P0"].ptes[k.regions["A"]]
     assert isinstance(e, Pte)
@@ -363,11 +361,7 @@ def test_gup_must_unshare_rules() -> None:
 
 
 def test_unshare_fault_reuses_without_making_writable() -> None:
-    be = ModelBackend()
-    scen = parse('P0: mmap A anon 1\nP0: write A "x"\nP0: fork P1\nP1: exit\n', "t.cow")
-    be.start(scen)
-    for st in scen.steps:
-        be.step(st)
+    be = model_state('P0: mmap A anon 1\nP0: write A "x"\nP0: fork P1\nP1: exit\n')
     k = be.k
     vpn = k.regions["A"]
     e = k.mms["P0"].ptes[vpn]
@@ -378,11 +372,7 @@ def test_unshare_fault_reuses_without_making_writable() -> None:
 
 
 def test_freeing_clears_the_flag() -> None:
-    be = ModelBackend()
-    scen = parse('P0: mmap A anon 1\nP0: write A "x"\n', "t.cow")
-    be.start(scen)
-    for st in scen.steps:
-        be.step(st)
+    be = model_state('P0: mmap A anon 1\nP0: write A "x"\n')
     k = be.k
     e = k.mms["P0"].ptes[k.regions["A"]]
     assert isinstance(e, Pte)
@@ -396,8 +386,7 @@ def test_freeing_clears_the_flag() -> None:
 def test_munmap_keeps_stale_flag_while_referenced() -> None:
     """Unmapping never clears the flag: a page still held by a pipe keeps it."""
     be = ModelBackend()
-    scen = parse('P0: mmap A anon 1\nP0: write A "x"\nP0: vmsplice A -> p\nP0: munmap A\n',
-                 "t.cow")
+    scen = parse('P0: mmap A anon 1\nP0: write A "x"\nP0: vmsplice A -> p\nP0: munmap A\n')
     be.start(scen)
     for st in scen.steps:
         assert be.step(st).finding is None
@@ -499,11 +488,7 @@ P1: read pipe -> seen
 
 
 def test_invariant_checker_catches_corruption() -> None:
-    be = ModelBackend()
-    scen = parse('P0: mmap A anon 1\nP0: write A "x"\nP0: fork P1\n', "t.cow")
-    be.start(scen)
-    for st in scen.steps:
-        be.step(st)
+    be = model_state('P0: mmap A anon 1\nP0: write A "x"\nP0: fork P1\n')
     e = be.k.mms["P0"].ptes[be.k.regions["A"]]
     assert isinstance(e, Pte)
     e.write = True  # writable but not exclusive: what a buggy kernel would do
@@ -516,11 +501,7 @@ def test_invariant_checker_catches_corruption() -> None:
 
 
 def test_set_exclusive_on_ksm_page_is_kernel_bug() -> None:
-    be = ModelBackend()
-    scen = parse('P0: mmap A anon 1\nP0: write A "x"\n', "t.cow")
-    be.start(scen)
-    for st in scen.steps:
-        be.step(st)
+    be = model_state('P0: mmap A anon 1\nP0: write A "x"\n')
     e = be.k.mms["P0"].ptes[be.k.regions["A"]]
     assert isinstance(e, Pte)
     e.page.folio.ksm = True

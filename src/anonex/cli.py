@@ -92,15 +92,18 @@ def _live_backend() -> tuple[Backend | None, str]:
     return LiveBackend(), ""
 
 
+FileArg = Annotated[Path, typer.Argument(help="a .cow scenario file")]
+TraceOpt = Annotated[bool, typer.Option("--trace", help="print every step and page")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="write the run as one JSON document")]
+
+
 @app.command("run")
 def run_cmd(
-    file: Annotated[Path, typer.Argument(help="a .cow scenario file")],
+    file: FileArg,
     kernel: Annotated[str, typer.Option("--kernel", "-k", help="kernel version to model")] =
     str(CURRENT),
-    show_trace: Annotated[bool, typer.Option("--trace", help="print every step and page")] =
-    False,
-    as_json: Annotated[bool, typer.Option("--json", help="write the run as one JSON document")]
-    = False,
+    show_trace: TraceOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Run one scenario on the model at a kernel version."""
     scen = _parse_all(_collect([file]))[0]
@@ -109,13 +112,7 @@ def run_cmd(
 
 
 @app.command("live")
-def live_cmd(
-    file: Annotated[Path, typer.Argument(help="a .cow scenario file")],
-    show_trace: Annotated[bool, typer.Option("--trace", help="print every step and page")] =
-    False,
-    as_json: Annotated[bool, typer.Option("--json", help="write the run as one JSON document")]
-    = False,
-) -> None:
+def live_cmd(file: FileArg, show_trace: TraceOpt = False, as_json: JsonOpt = False) -> None:
     """Run one scenario on the running kernel (needs root and /proc/kpageflags)."""
     scen = _parse_all(_collect([file]))[0]
     be, why = _live_backend()

@@ -221,6 +221,20 @@ class Actor:
 
         return {"faults": self.measure(load1, addr, ctl)}
 
+    def op_look(self, msg: dict[str, Any]) -> Reply:
+        """Tags of pages the driver saw present: plain loads, which cannot fault. A page
+        whose mapping is not readable (PROT_NONE) gives ``None`` instead of SIGSEGV."""
+        vmas = _vmas()
+        starts = [v[0] for v in vmas]
+        tags: list[str | None] = []
+        for a in (int(x) for x in msg["addrs"]):
+            k = bisect.bisect_right(starts, a) - 1
+            if k < 0 or not vmas[k][0] <= a < vmas[k][1] or "r" not in vmas[k][2]:
+                tags.append(None)
+            else:
+                tags.append(tag_of(ctypes.string_at(a, PAGE)))
+        return {"tags": tags}
+
     def op_munmap(self, msg: dict[str, Any]) -> Reply:
         libc.munmap(int(msg["addr"]), int(msg["length"]))
         return {}

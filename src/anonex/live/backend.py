@@ -11,9 +11,9 @@ Regions live at fixed, 2 MiB-aligned addresses ``BASE + k * 4 MiB`` (a larger re
 several slots; a free slot always separates two regions) in every actor, so the driver
 can index pagemaps by region and page.
 
-Determinism: actors and (while a run is active) the driver share one CPU, so per-CPU LRU
-batches that an observation or an operation fills are drained by the next fault on the
-same CPU (reference/live-kernel.md §4.4).
+Determinism: all actors share one CPU, so a per-CPU LRU batch that one actor's fault
+fills is drained by the next fault on that CPU (reference/live-kernel.md §4.4). The driver
+keeps its own affinity: its observations take no page references.
 
 How it fails: :class:`~anonex.live.LiveUnavailable` from ``start()`` when the machine cannot
 run it; :class:`~anonex.observation.Unsupported` for steps with no live equivalent (yet);
@@ -30,6 +30,7 @@ import shutil
 import signal
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +38,7 @@ from anonex.live import LiveUnavailable, available, libc, safety
 from anonex.live.actor import actor_main
 from anonex.live.channel import ChannelClosed, ChannelError, DriverEnd, make_fifos
 from anonex.live.dio import direct_io_dir
-from anonex.live.observe import Observer, ProcessGone, RegionView
+from anonex.live.observe import DataReader, Observer, ProcessGone, RegionView
 from anonex.live.pagedata import PAGE
 from anonex.observation import PageObs, StepResult, Unsupported
 from anonex.scenario.ast import Loc, Scenario, Step
@@ -117,25 +118,30 @@ class LiveBackend:
             if libc.get_child_subreaper() == 0:
                 libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
                 self._saved_subreaper = 0
-            self._pin_cpu()
             self._spawn_p0()
         except BaseException:
             self.finish()
             raise
 
-    def _pin_cpu(self) -> None:
+    def _spawn_p0(self) -> None:
+        """Fork P0 pinned to one CPU (every later actor inherits it); the driver keeps its
+        own affinity."""
+        assert self._fifo_dir is not None
+        cmd, rep = make_fifos(self._fifo_dir, "P0")
         mine = os.sched_getaffinity(0)
         cpu = self._cpu_wanted if self._cpu_wanted is not None else min(mine)
         self._saved_affinity = mine
         os.sched_setaffinity(0, {cpu})
         self.cpu = cpu
-
-    def _spawn_p0(self) -> None:
-        assert self._fifo_dir is not None
-        cmd, rep = make_fifos(self._fifo_dir, "P0")
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - the child never returns
-            actor_main("P0", cmd, rep, self._data_dir or "")
+        pid = -1
+        try:
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - the child never returns
+                actor_main("P0", cmd, rep, self._data_dir or "")
+        finally:
+            if pid != 0:
+                os.sched_setaffinity(0, mine)
+                self._saved_affinity = None
         proc = self._procs["P0"] = _Proc("P0", pid, None)
         proc.chan = DriverEnd(cmd, rep, self.timeout)
         self._call(proc, {"op": "ping"})
@@ -454,10 +460,17 @@ class LiveBackend:
             if not p.alive:
                 continue
             try:
-                out.extend(self._observer.observe_process(p.name, p.pid, views))
-            except ProcessGone:
+                out.extend(self._observer.observe_process(p.name, p.pid, views,
+                                                          self._reader(p)))
+            except (ProcessGone, _StepError):
                 self._lost(p)
         return out
+
+    def _reader(self, proc: _Proc) -> DataReader:
+        def read(addrs: Sequence[int]) -> list[str | None]:
+            tags = self._call(proc, {"op": "look", "addrs": list(addrs)})["tags"]
+            return [None if t is None else str(t) for t in tags]
+        return read
 
     def environment(self) -> dict[str, Any]:
         return environment(self.cpu)

@@ -1,15 +1,19 @@
 """Side-effect-free observation of actors' pages on the live kernel.
 
 For a process and a range of its virtual pages: ``/proc/PID/pagemap`` (one pread), and for
-present pages ``/proc/kpageflags`` and ``/proc/kpagecount`` at the PFN (pread each) and
-the page's tag through ``/proc/PID/mem`` (a FOLL_GET read, which neither faults nor
-unshares a page that pagemap shows present). Nothing read here changes a page table or a
-page flag that the scenario language can see. Which regions a process has comes from
-``/proc/PID/maps``.
+present pages ``/proc/kpageflags`` and ``/proc/kpagecount`` at the PFN (pread each; these
+take no page reference). Which regions a process has comes from ``/proc/PID/maps``.
 
-How it fails: a process that has gone away yields no pages (its files are closed and the
-caller learns it through :class:`ProcessGone`); any other I/O error propagates. Reading
-PFNs and kpageflags needs CAP_SYS_ADMIN (see :func:`anonex.live.available`).
+The tag a present page holds is read by the process itself (a plain load of a page that is
+present and readable, which cannot fault), through the *reader* callback the backend
+passes in. Not through ``/proc/PID/mem``: that is a GUP with FOLL_TOUCH, and the second
+such read of a page puts its folio on the per-CPU "activate" LRU batch with an extra
+reference while PG_lru stays set, so the owner's next write fault sees a raised refcount
+and copies instead of reusing (seen on 6.18: basic-cow-after-fork's last write).
+
+How it fails: a process that has gone away yields no pages (:class:`ProcessGone`); any
+other I/O error propagates. Reading PFNs and kpageflags needs CAP_SYS_ADMIN (see
+:func:`anonex.live.available`).
 
 Note on ``anon_exclusive``: since v6.10 kpageflags reports a large folio's head flags for
 every page, so the bit of a page of a PTE-mapped large folio is unknown (``None``); only
@@ -19,10 +23,10 @@ small pages, PMD-mapped THPs and hugetlb pages give the page's own bit.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from anonex.live.pagedata import PAGE, tag_of
+from anonex.live.pagedata import PAGE
 from anonex.observation import PageObs
 from anonex.procfs import kpageflags as kpf
 from anonex.procfs import pagemap as pm
@@ -63,33 +67,32 @@ def _overlaps(ranges: Iterable[tuple[int, int]], lo: int, hi: int) -> bool:
     return any(a < hi and lo < b for a, b in ranges)
 
 
+#: Reads the tags of present pages of one process: addresses in, tag (or None) per address.
+DataReader = Callable[[Sequence[int]], Sequence[str | None]]
+
+
 class Observer:
-    """Reads pagemap/kpageflags/kpagecount/mem; keeps per-process files open until closed."""
+    """Reads pagemap/kpageflags/kpagecount; keeps per-process files open until closed."""
 
     def __init__(self) -> None:
         self._kpf = os.open("/proc/kpageflags", os.O_RDONLY | os.O_CLOEXEC)
         self._kpc = os.open("/proc/kpagecount", os.O_RDONLY | os.O_CLOEXEC)
-        self._files: dict[int, tuple[int, int]] = {}
+        self._files: dict[int, int] = {}
 
     # -- raw reads ---------------------------------------------------------------------------
 
-    def _fds(self, pid: int) -> tuple[int, int]:
-        fds = self._files.get(pid)
-        if fds is None:
+    def _pagemap_fd(self, pid: int) -> int:
+        fd = self._files.get(pid)
+        if fd is None:
             try:
-                pmfd = os.open(f"/proc/{pid}/pagemap", os.O_RDONLY | os.O_CLOEXEC)
+                fd = os.open(f"/proc/{pid}/pagemap", os.O_RDONLY | os.O_CLOEXEC)
             except (FileNotFoundError, ProcessLookupError) as e:
                 raise ProcessGone(str(e)) from None
-            try:
-                memfd = os.open(f"/proc/{pid}/mem", os.O_RDONLY | os.O_CLOEXEC)
-            except OSError:
-                os.close(pmfd)
-                raise
-            fds = self._files[pid] = (pmfd, memfd)
-        return fds
+            self._files[pid] = fd
+        return fd
 
     def pagemap(self, pid: int, addr: int, npages: int) -> list[pm.PagemapEntry]:
-        pmfd, _ = self._fds(pid)
+        pmfd = self._pagemap_fd(pid)
         want = npages * pm.PM_ENTRY_BYTES
         try:
             data = os.pread(pmfd, want, addr // PAGE * pm.PM_ENTRY_BYTES)
@@ -107,21 +110,11 @@ class Observer:
     def kpagecount(self, pfn: int) -> int:
         return int.from_bytes(os.pread(self._kpc, 8, pfn * 8), "little")
 
-    def data(self, pid: int, addr: int) -> str | None:
-        """The tag of a page that pagemap shows present (``None`` if it cannot be read)."""
-        _, memfd = self._fds(pid)
-        try:
-            raw = os.pread(memfd, PAGE, addr)
-        except OSError:
-            return None
-        return tag_of(raw) if len(raw) == PAGE else None
-
     def forget(self, pid: int) -> None:
         """Close the files of *pid* (it exited)."""
-        fds = self._files.pop(pid, None)
-        if fds:
-            for fd in fds:
-                os.close(fd)
+        fd = self._files.pop(pid, None)
+        if fd is not None:
+            os.close(fd)
 
     def close(self) -> None:
         for pid in list(self._files):
@@ -133,7 +126,7 @@ class Observer:
 
     # -- one page, one process ---------------------------------------------------------------
 
-    def page_obs(self, proc: str, pid: int, region: RegionView, index: int,
+    def page_obs(self, proc: str, region: RegionView, index: int,
                  entry: pm.PagemapEntry) -> PageObs:
         o = PageObs(proc=proc, region=region.name, index=index, state=entry.state)
         o.extra["pm56"] = int(entry.mmap_exclusive)
@@ -150,21 +143,30 @@ class Observer:
         o.huge = kpf.has(word, kpf.KPF_HUGE)
         o.zero = kpf.has(word, kpf.KPF_ZERO_PAGE)
         o.anon_exclusive = exclusive_of(word, region.kind)
-        o.data = self.data(pid, region.addr + index * PAGE)
         o.extra["kpf"] = word
         o.extra["swapcache"] = int(kpf.has(word, kpf.KPF_SWAPCACHE))
         return o
 
-    def observe_process(self, proc: str, pid: int,
-                        regions: Iterable[RegionView]) -> list[PageObs]:
-        """Every page of every region *pid* has a mapping in (``ProcessGone`` if it died)."""
+    def observe_process(self, proc: str, pid: int, regions: Iterable[RegionView],
+                        reader: DataReader | None = None) -> list[PageObs]:
+        """Every page of every region *pid* has a mapping in (``ProcessGone`` if it died).
+
+        *reader* fills ``data`` of the present pages (left ``None`` without one)."""
         spans = vmas(pid)
         out: list[PageObs] = []
+        present: list[tuple[PageObs, int]] = []
         for r in regions:
             if not _overlaps(spans, r.addr, r.addr + r.npages * PAGE):
                 continue
             for i, entry in enumerate(self.pagemap(pid, r.addr, r.npages)):
-                out.append(self.page_obs(proc, pid, r, i, entry))
+                o = self.page_obs(proc, r, i, entry)
+                out.append(o)
+                if o.state == "present":
+                    present.append((o, r.addr + i * PAGE))
+        if reader is not None and present:
+            tags = reader([a for _, a in present])
+            for (o, _), tag in zip(present, tags, strict=True):
+                o.data = tag
         return out
 
 
