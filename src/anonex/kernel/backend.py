@@ -375,6 +375,11 @@ class ModelBackend:
                 self._put(p, kind)
             return StepResult(value=join_tags(tags) if op == "peek" else None,
                               finding=problem)
+        if op == "ksm_scan":
+            from anonex.kernel.ksm import ksm_scan
+
+            ksm_scan(k)
+            return StepResult()
         raise Unsupported(f"{op.replace('_', '-')}: not in the model yet (next issue)")
 
     def _put(self, page: Any, kind: int) -> None:

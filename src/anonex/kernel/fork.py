@@ -61,6 +61,8 @@ def dup_mmap(k: Kernel, src: MM, child_name: str) -> MM:
     from anonex.kernel.swap import copy_swap_pte
 
     dst = MM(child_name)
+    if src.name in k.ksm_mms:
+        k.ksm_mms.append(child_name)  # ksm_fork()
     for vma in src.vmas:
         if vma.flags & VM_DONTCOPY:
             continue

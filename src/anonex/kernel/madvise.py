@@ -12,7 +12,7 @@ from anonex.kernel.errors import Segfault
 from anonex.kernel.fault import FAULT_FLAG_WRITE, handle_mm_fault
 from anonex.kernel.mmap import split_range, zap_range
 from anonex.kernel.pgtable import Pte
-from anonex.kernel.state import MM, VM_DONTCOPY, VM_WIPEONFORK, VM_WRITE, Kernel
+from anonex.kernel.state import MM, VM_DONTCOPY, VM_MERGEABLE, VM_WIPEONFORK, VM_WRITE, Kernel
 from anonex.observation import Unsupported
 
 _VMA_FLAG = {
@@ -48,6 +48,17 @@ def madvise(k: Kernel, mm: MM, start: int, end: int, advice: str) -> None:
                 handle_mm_fault(k, mm, vpn, FAULT_FLAG_WRITE)
     elif advice == "pageout":
         madvise_pageout(k, mm, start, end)
+    elif advice == "mergeable":
+        for vma in split_range(mm, start, end):
+            vma.flags |= VM_MERGEABLE
+        if mm.name not in k.ksm_mms:
+            k.ksm_mms.append(mm.name)  # __ksm_enter()
+    elif advice == "unmergeable":
+        from anonex.kernel.ksm import break_ksm
+
+        break_ksm(k, mm, start, end)
+        for vma in split_range(mm, start, end):
+            vma.flags &= ~VM_MERGEABLE
     else:
         raise Unsupported(f"madvise {advice}: not in the model yet (next issue: KSM, THP)")
 

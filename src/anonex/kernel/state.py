@@ -131,6 +131,8 @@ class Kernel:
         self.next_slot = 1
         self.regions: dict[str, int] = {}  # region name -> base vpn
         self.freed: list[Folio] = []  # folios freed since the last invariant check
+        self.ksm_mms: list[str] = []  # mms registered with KSM, in ksm_enter order
+        self.ksm_use_zero_pages = False  # /sys/kernel/mm/ksm/use_zero_pages
 
     @property
     def zero_page(self) -> Page:

@@ -1,0 +1,148 @@
+"""KSM: merging identical anonymous pages into one write-protected KSM page.
+
+Models mm/ksm.c. ``ksm-scan`` runs ksmd for two full scans over the mergeable VMAs of the
+registered mms (in registration order, addresses ascending). The first scan only records
+checksums; in the second, a page equal to a stable KSM page is merged into it
+(``replace_page``), and a page equal to one already in the unstable tree becomes a new KSM
+page in place while the tree's page is replaced by it (``try_to_merge_two_pages``).
+
+Before either, ``write_protect_page`` write-protects the page; for an exclusive page it
+first checks that no one but the mappings (and the swap cache) holds a reference, then
+clears PG_anon_exclusive with ``folio_try_share_anon_rmap_pte``, which fails while the folio
+may be pinned: KSM never merges a pinned page. A KSM page is never exclusive and never
+reused on a write fault (5.9+); ``MADV_UNMERGEABLE`` breaks it with an unshare fault.
+"""
+
+from __future__ import annotations
+
+from anonex.kernel import flags as pf
+from anonex.kernel.errors import KernelBug
+from anonex.kernel.fault import FAULT_FLAG_REMOTE, FAULT_FLAG_UNSHARE, handle_mm_fault
+from anonex.kernel.folio import Folio
+from anonex.kernel.pgtable import Pte
+from anonex.kernel.rmap import (
+    RMAP_NONE,
+    folio_add_anon_rmap_pte,
+    folio_remove_rmap_pte,
+    folio_try_share_anon_rmap_pte,
+)
+from anonex.kernel.state import MM, VM_MERGEABLE, Kernel
+
+
+def _candidates(k: Kernel) -> list[tuple[MM, int, Pte]]:
+    out: list[tuple[MM, int, Pte]] = []
+    for name in k.ksm_mms:
+        mm = k.mms.get(name)
+        if mm is None:
+            continue
+        for vma in mm.vmas:
+            if not vma.flags & VM_MERGEABLE:
+                continue
+            for vpn in range(vma.start, vma.end):
+                e = mm.ptes.get(vpn)
+                if isinstance(e, Pte) and not e.special and e.page.folio.anon and \
+                        not e.page.folio.large:
+                    out.append((mm, vpn, e))
+    return out
+
+
+def write_protect_page(k: Kernel, mm: MM, vpn: int, pte: Pte) -> bool:
+    """``write_protect_page()``: make the PTE read-only and clean, and the page shared."""
+    page = pte.page
+    folio = page.folio
+    exclusive = k.rules.anon_exclusive and pf.PageAnonExclusive(page)
+    if pte.write or pte.dirty or exclusive:
+        swapcache = int(folio.swap is not None)
+        if folio.mapcount_total() + swapcache != folio.refcount:
+            return False  # a GUP reference (O_DIRECT, vmsplice, pin) is in flight
+        if exclusive and folio_try_share_anon_rmap_pte(k, folio, page) != 0:
+            return False
+        pte.write = False
+        pte.dirty = False
+        pf.set_page_flag(page, "dirty")
+    del mm, vpn
+    return True
+
+
+def replace_page(k: Kernel, mm: MM, vpn: int, pte: Pte, kfolio: Folio) -> None:
+    """``replace_page()``: map the KSM page read-only where *pte* mapped its twin."""
+    page = pte.page
+    kpage = kfolio.pages[0]
+    if k.rules.anon_exclusive and pf.PageAnonExclusive(page):
+        raise KernelBug("VM_BUG_ON_PAGE(PageAnonExclusive(page)) in replace_page", page.name)
+    folio_add_anon_rmap_pte(k, kfolio, kpage, RMAP_NONE)
+    k.folio_get(kfolio)
+    mm.ptes[vpn] = Pte(kpage, write=False, dirty=False)
+    folio_remove_rmap_pte(page.folio, page)
+    k.folio_put(page.folio)
+
+
+def _make_stable(k: Kernel, folio: Folio) -> None:
+    """``folio_set_stable_node()``: the folio's mapping becomes KSM."""
+    del k
+    folio.ksm = True
+
+
+def ksm_scan(k: Kernel) -> int:
+    """Two full scans of ksmd; returns the number of pages merged."""
+    merged = 0
+    stable: dict[str, Folio] = {}
+    for mm in k.mms.values():
+        for e in mm.ptes.values():
+            if isinstance(e, Pte) and e.page.folio.ksm:
+                stable.setdefault(e.page.data, e.page.folio)
+    unstable: dict[str, tuple[MM, int]] = {}
+    for mm, vpn, _ in _candidates(k):
+        e = mm.ptes.get(vpn)
+        if not isinstance(e, Pte):
+            continue
+        page = e.page
+        if page.folio.ksm:
+            continue
+        data = page.data
+        if data == "" and k.ksm_use_zero_pages:
+            # use_zero_pages: an all-zero page is replaced by the shared zero page
+            if write_protect_page(k, mm, vpn, e):
+                mm.ptes[vpn] = Pte(k.zero_page, write=False, special=True)
+                folio_remove_rmap_pte(page.folio, page)
+                k.folio_put(page.folio)
+                merged += 1
+            continue
+        kf = stable.get(data)
+        if kf is not None:
+            if kf is page.folio:
+                continue
+            if write_protect_page(k, mm, vpn, e):
+                replace_page(k, mm, vpn, e, kf)
+                merged += 1
+            continue
+        other = unstable.get(data)
+        if other is None:
+            unstable[data] = (mm, vpn)
+            continue
+        omm, ovpn = other
+        oe = omm.ptes.get(ovpn)
+        if not isinstance(oe, Pte) or oe.page.data != data:
+            unstable[data] = (mm, vpn)
+            continue
+        if oe.page.folio is page.folio:
+            continue
+        # try_to_merge_two_pages(): this page becomes the KSM page in place …
+        if not write_protect_page(k, mm, vpn, e):
+            continue
+        _make_stable(k, page.folio)
+        # … and the tree's page is replaced by it.
+        if write_protect_page(k, omm, ovpn, oe):
+            replace_page(k, omm, ovpn, oe, page.folio)
+            merged += 1
+        del unstable[data]
+        stable[data] = page.folio
+    return merged
+
+
+def break_ksm(k: Kernel, mm: MM, start: int, end: int) -> None:
+    """``unmerge_ksm_pages()`` → ``break_ksm()``: an unshare fault on every KSM page."""
+    for vpn in range(start, end):
+        e = mm.ptes.get(vpn)
+        if isinstance(e, Pte) and e.page.folio.ksm:
+            handle_mm_fault(k, mm, vpn, FAULT_FLAG_UNSHARE | FAULT_FLAG_REMOTE)
