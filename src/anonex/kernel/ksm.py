@@ -132,9 +132,12 @@ def ksm_scan(k: Kernel) -> int:
             continue
         _make_stable(k, page.folio)
         # … and the tree's page is replaced by it.
-        if write_protect_page(k, omm, ovpn, oe):
-            replace_page(k, omm, ovpn, oe, page.folio)
-            merged += 1
+        if not write_protect_page(k, omm, ovpn, oe):
+            # break_cow(): undo, the new KSM page is unshared again
+            handle_mm_fault(k, mm, vpn, FAULT_FLAG_UNSHARE | FAULT_FLAG_REMOTE)
+            continue
+        replace_page(k, omm, ovpn, oe, page.folio)
+        merged += 1
         del unstable[data]
         stable[data] = page.folio
     return merged
