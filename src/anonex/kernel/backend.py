@@ -32,9 +32,13 @@ from anonex.kernel.madvise import madvise
 from anonex.kernel.mmap import exit_mmap, mmap_anon, mremap, munmap
 from anonex.kernel.mprotect import mprotect
 from anonex.kernel.oracle import Oracle
-from anonex.kernel.pgtable import MigrationPte, Pte, SwapPte
+from anonex.kernel.folio import Page
+from anonex.kernel.pgtable import MigrationPte, Pmd, Pte, SwapPte
 from anonex.kernel.state import (
+    HPAGE_PMD_NR,
     MM,
+    VM_HUGEPAGE,
+    VM_HUGETLB,
     VM_DONTCOPY,
     VM_NOHUGEPAGE,
     VM_READ,
@@ -44,6 +48,7 @@ from anonex.kernel.state import (
     PageRef,
     Pin,
     Pipe,
+    huge_base,
 )
 from anonex.observation import PageObs, StepResult, Unsupported
 from anonex.scenario import ast
@@ -108,6 +113,20 @@ class ModelBackend:
     # -- observation ----------------------------------------------------------------------
 
     def _obs(self, mm: MM, region: str, i: int, vpn: int) -> PageObs:
+        pmd = mm.pmd_at(vpn)
+        if pmd is not None:
+            f = pmd.folio
+            page = f.pages[vpn - huge_base(vpn)]
+            head = f.pages[0]
+            return PageObs(
+                mm.name, region, i, "present", ident=f.pfn * 4096 + page.index,
+                anon_exclusive=f.anon and pf.PageAnonExclusive(head),
+                mapcount=page.mapcount + f.entire_mapcount,
+                ksm=False, thp=not f.hugetlb, huge=f.hugetlb, zero=False, data=page.data,
+                extra={"refcount": f.refcount, "pincount": f.pincount, "pmd": True,
+                       "pte_write": pmd.write, "pte_dirty": pmd.dirty,
+                       "flags": pf.flag_names(page.flags)},
+            )
         e = mm.ptes.get(vpn)
         if isinstance(e, Pte):
             page = e.page
@@ -141,9 +160,13 @@ class ModelBackend:
             mm = self.k.mms.get(mmname)
             if pin is None or mm is None:
                 continue
-            e = mm.ptes.get(vpn)
             page = pin.refs[i].page
-            if not isinstance(e, Pte) or e.page is not page:
+            pmd = mm.pmd_at(vpn)
+            mapped = pmd.folio.pages[vpn - huge_base(vpn)] if pmd else None
+            e = mm.ptes.get(vpn)
+            if pmd is None and isinstance(e, Pte):
+                mapped = e.page
+            if mapped is not page:
                 out.append(f"pin coherence broken: {mmname} no longer maps the page pinned "
                            f"by '{name}' ({page.name}) at {vpn:#x}: the kernel replaced it "
                            "behind the pin (wrong COW)")
@@ -170,27 +193,31 @@ class ModelBackend:
         if not vma.flags & (VM_WRITE if write else VM_READ):
             raise Segfault(f"SIGSEGV: {mm.name} {'writes' if write else 'reads'} {vpn:#x} "
                            "without permission")
-        e = mm.ptes.get(vpn)
-        if isinstance(e, Pte) and (e.write or not write):
+        e: Pte | Pmd | SwapPte | None = mm.pmd_at(vpn) or mm.ptes.get(vpn)  # type: ignore[assignment]
+        if isinstance(e, Pte | Pmd) and (e.write or not write):
             if write:
                 e.dirty = True
             return 0
         handle_mm_fault(self.k, mm, vpn, FAULT_FLAG_WRITE if write else 0)
-        e = mm.ptes.get(vpn)
-        if not isinstance(e, Pte) or (write and not e.write):
+        e = mm.pmd_at(vpn) or mm.ptes.get(vpn)  # type: ignore[assignment]
+        if not isinstance(e, Pte | Pmd) or (write and not e.write):
             raise KernelBug("the fault did not make the access possible", where="_access")
         return 1
 
-    def _store(self, mm: MM, vpn: int, tag: str) -> None:
+    def _page_at(self, mm: MM, vpn: int) -> Page:
+        pmd = mm.pmd_at(vpn)
+        if pmd is not None:
+            return pmd.folio.pages[vpn - huge_base(vpn)]
         e = mm.ptes[vpn]
         assert isinstance(e, Pte)
-        e.page.data = tag
+        return e.page
+
+    def _store(self, mm: MM, vpn: int, tag: str) -> None:
+        self._page_at(mm, vpn).data = tag
         self.oracle.write(mm.name, vpn, tag)
 
     def _load(self, mm: MM, vpn: int) -> str:
-        e = mm.ptes[vpn]
-        assert isinstance(e, Pte)
-        return e.page.data
+        return self._page_at(mm, vpn).data
 
     def _gup(self, mm: MM, vpns: list[int], flags: int) -> list[Any]:
         return get_user_pages(self.k, mm, vpns, flags)
@@ -201,17 +228,19 @@ class ModelBackend:
         r = k.rules
         if op == "mmap":
             assert st.loc is not None
-            if st.kind != "anon":
-                raise Unsupported(f"mmap {st.kind}: large pages are the next issue's work")
-            assert st.npages is not None
             mm = self._mm(st.proc)
             base = k.region_vpn(st.loc.region)
-            self.region_pages[st.loc.region] = st.npages
+            npages = st.npages if st.kind == "anon" else HPAGE_PMD_NR
+            assert npages is not None
+            extra = {"anon": VM_NOHUGEPAGE, "thp": VM_HUGEPAGE, "hugetlb": VM_HUGETLB}
+            self.region_pages[st.loc.region] = npages
             try:
-                mmap_anon(k, mm, base, st.npages, VM_NOHUGEPAGE)
+                mmap_anon(k, mm, base, npages, extra[st.kind or "anon"])
             except ValueError as e:
                 raise Segfault(str(e)) from None
-            self.oracle.map(mm.name, range(base, base + st.npages))
+            self.oracle.map(mm.name, range(base, base + npages))
+            if st.kind == "thp":  # populated, PMD-mapped
+                handle_mm_fault(k, mm, base, FAULT_FLAG_WRITE)
             return StepResult()
         if op in ("write", "touch", "read"):
             mm = self._mm(st.proc)
@@ -375,6 +404,14 @@ class ModelBackend:
                 self._put(p, kind)
             return StepResult(value=join_tags(tags) if op == "peek" else None,
                               finding=problem)
+        if op == "split":
+            mm = self._mm(st.proc)
+            vpns = self._vpns(st.loc)
+            if not any(mm.pmd_at(v) for v in vpns):
+                return StepResult(error="split: no PMD-mapped THP in the range")
+            mprotect(k, mm, vpns[0], vpns[0] + 1, "ro")  # as the live kernel does it
+            mprotect(k, mm, vpns[0], vpns[0] + 1, "rw")
+            return StepResult()
         if op == "ksm_scan":
             from anonex.kernel.ksm import ksm_scan
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from anonex.kernel.folio import Folio, Page
-from anonex.kernel.pgtable import DeviceExclusivePte, Entry, MigrationPte, Pte, SwapPte
+from anonex.kernel.pgtable import DeviceExclusivePte, Entry, MigrationPte, Pmd, Pte, SwapPte
 from anonex.kernel.state import MM, VMA, Kernel, PageRef, Pin, Pipe, SwapSlot
 from anonex.versions import KernelVersion
 
@@ -69,6 +69,8 @@ def encode(k: Kernel) -> State:
     mms = tuple(
         (mm.name, mm.has_pinned,
          tuple((v.start, v.npages, v.flags, v.anon_vma) for v in mm.vmas),
+         tuple((b, enc.folio(mm.pmds[b].folio), mm.pmds[b].write, mm.pmds[b].dirty)
+               for b in sorted(mm.pmds)),
          tuple((vpn, enc.entry(mm.ptes[vpn])) for vpn in sorted(mm.ptes)))
         for mm in sorted(k.mms.values(), key=lambda m: m.name)
     )
@@ -91,7 +93,8 @@ def encode(k: Kernel) -> State:
     folios = tuple(
         (f.order, f.refcount, f.pincount, f.entire_mapcount, f.large_mapcount, f.anon, f.ksm,
          f.hugetlb, -1 if f.swap is None else enc.sidx[f.swap],
-         tuple((p.flags, p.mapcount, p.data) for p in f.pages))
+         tuple((p.flags, p.mapcount, p.data) for p in f.pages),
+         tuple(sorted(f.mm_counts.items())))
         for f in enc.folios
     )
     regions = tuple(sorted(k.regions.items()))
@@ -103,10 +106,12 @@ def decode(value: State, version: KernelVersion) -> Kernel:
     mms_v, pipes_v, pins_v, slots_v, folios_v, regions_v = value
     k = Kernel(version)
     folios: list[Folio] = []
-    for i, (order, ref, pin, ent, large, anon, ksm, huge, _swap, pages) in enumerate(folios_v):
+    for i, (order, ref, pin, ent, large, anon, ksm, huge, _swap, pages, mmc) in \
+            enumerate(folios_v):
         f = Folio(i + 1, order)
         f.refcount, f.pincount, f.entire_mapcount, f.large_mapcount = ref, pin, ent, large
         f.anon, f.ksm, f.hugetlb = anon, ksm, huge
+        f.mm_counts = dict(mmc)
         for p, (flags, mc, data) in zip(f.pages, pages, strict=True):
             p.flags, p.mapcount, p.data = flags, mc, data
         folios.append(f)
@@ -121,8 +126,10 @@ def decode(value: State, version: KernelVersion) -> Kernel:
     def page(fi: int, pi: int) -> Page:
         return k.zero_page if fi < 0 else folios[fi].pages[pi]
 
-    for name, has_pinned, vmas, ptes in mms_v:
+    for name, has_pinned, vmas, pmds, ptes in mms_v:
         mm = MM(name, [VMA(*v) for v in vmas], {}, has_pinned)
+        for b, fi, w, d in pmds:
+            mm.pmds[b] = Pmd(folios[fi], w, d)
         for vpn, e in ptes:
             kind = e[0]
             if kind == 0:

@@ -23,14 +23,25 @@ from __future__ import annotations
 from anonex.kernel import flags as pf
 from anonex.kernel.errors import KernelBug, Segfault
 from anonex.kernel.folio import Folio, Page, page_mapcount
-from anonex.kernel.pgtable import Pte, SwapPte
+from anonex.kernel.pgtable import Pmd, Pte, SwapPte
 from anonex.kernel.rmap import (
     RMAP_EXCLUSIVE,
     folio_add_new_anon_rmap,
     folio_move_anon_rmap,
     folio_remove_rmap_pte,
 )
-from anonex.kernel.state import MM, VM_SHARED, VM_WRITE, VMA, Kernel
+from anonex.kernel.state import (
+    HPAGE_PMD_NR,
+    MM,
+    VM_HUGEPAGE,
+    VM_HUGETLB,
+    VM_NOHUGEPAGE,
+    VM_SHARED,
+    VM_WRITE,
+    VMA,
+    Kernel,
+    huge_base,
+)
 
 FAULT_FLAG_WRITE = 0x1
 FAULT_FLAG_REMOTE = 0x80
@@ -46,8 +57,19 @@ def vm_normal_page(k: Kernel, pte: Pte) -> Page | None:
 def handle_mm_fault(k: Kernel, mm: MM, vpn: int, flags: int) -> str:
     """``handle_mm_fault()`` → ``handle_pte_fault()`` for a private anonymous VMA."""
     vma = mm.vma_or_fault(vpn)
+    pmd = mm.pmd_at(vpn)
+    if pmd is not None:
+        return _huge_pmd_fault(k, mm, vma, vpn, pmd, flags)
     entry = mm.ptes.get(vpn)
     if entry is None:
+        if vma.flags & VM_HUGETLB:
+            from anonex.kernel.hugetlb import hugetlb_no_page
+
+            return hugetlb_no_page(k, mm, vma, huge_base(vpn), bool(flags & FAULT_FLAG_WRITE))
+        if flags & FAULT_FLAG_WRITE and thp_vma_suitable(mm, vma, vpn):
+            from anonex.kernel.thp import do_huge_pmd_anonymous_page
+
+            return do_huge_pmd_anonymous_page(k, mm, vma, huge_base(vpn))
         return do_anonymous_page(k, mm, vma, vpn, flags)
     if isinstance(entry, SwapPte):
         from anonex.kernel.swap import do_swap_page
@@ -61,6 +83,32 @@ def handle_mm_fault(k: Kernel, mm: MM, vpn: int, flags: int) -> str:
         if flags & FAULT_FLAG_WRITE:
             entry.dirty = True
     return "none"
+
+
+def thp_vma_suitable(mm: MM, vma: VMA, vpn: int) -> bool:
+    """``thp_vma_allowable_order()`` in madvise mode: VM_HUGEPAGE, the aligned 2 MiB inside
+    the VMA, and no page table there yet."""
+    if not vma.flags & VM_HUGEPAGE or vma.flags & VM_NOHUGEPAGE:
+        return False
+    base = huge_base(vpn)
+    if base < vma.start or base + HPAGE_PMD_NR > vma.end:
+        return False
+    return not any(v in mm.ptes for v in range(base, base + HPAGE_PMD_NR))
+
+
+def _huge_pmd_fault(k: Kernel, mm: MM, vma: VMA, vpn: int, pmd: Pmd, flags: int) -> str:
+    """``__handle_mm_fault()`` at PMD level: THP write/unshare, or hugetlb."""
+    if not flags & (FAULT_FLAG_WRITE | FAULT_FLAG_UNSHARE) or pmd.write:
+        if flags & FAULT_FLAG_WRITE:
+            pmd.dirty = True
+        return "none"
+    if pmd.folio.hugetlb:
+        from anonex.kernel.hugetlb import hugetlb_wp
+
+        return hugetlb_wp(k, mm, vma, huge_base(vpn), bool(flags & FAULT_FLAG_UNSHARE))
+    from anonex.kernel.thp import do_huge_pmd_wp_page
+
+    return do_huge_pmd_wp_page(k, mm, vma, vpn, flags)
 
 
 def do_anonymous_page(k: Kernel, mm: MM, vma: VMA, vpn: int, flags: int) -> str:
@@ -77,15 +125,21 @@ def do_anonymous_page(k: Kernel, mm: MM, vma: VMA, vpn: int, flags: int) -> str:
     return "new"
 
 
-def wp_can_reuse_anon_folio(k: Kernel, folio: Folio) -> bool:
-    """``wp_can_reuse_anon_folio()`` (mm/memory.c, 5.18+; small folios).
+def wp_can_reuse_anon_folio(k: Kernel, folio: Folio, mm: MM | None = None) -> bool:
+    """``wp_can_reuse_anon_folio()`` (mm/memory.c, 5.18+).
 
     No KSM page, no reference but the mapping's (after freeing the swap cache if no swap
-    entry still needs it). Large folios: refused from 6.9; 6.15+ reuse by MM-ID ownership
-    (next issue).
+    entry still needs it). Large folios: 6.15+ reuse by MM-ID ownership
+    (``__wp_can_reuse_large_anon_folio``), 6.9–6.14 never, before that only when the folio
+    has a single reference like a small one.
     """
-    if folio.large and k.rules.no_large_folio_refcount_reuse:
-        return False
+    if folio.large:
+        if k.rules.mm_id_large_reuse:
+            from anonex.kernel.thp import wp_can_reuse_large_anon_folio
+
+            return wp_can_reuse_large_anon_folio(k, mm or MM(""), folio)
+        if k.rules.no_large_folio_refcount_reuse:
+            return False
     if folio.ksm or folio.refcount > 3:
         return False
     # lru_add_drain(): the model keeps no per-CPU LRU batch references.
@@ -139,7 +193,7 @@ def do_wp_page(k: Kernel, mm: MM, vma: VMA, vpn: int, pte: Pte, flags: int) -> s
     if page is not None and page.folio.anon:
         folio = page.folio
         if k.rules.anon_exclusive:
-            if pf.PageAnonExclusive(page) or wp_can_reuse_anon_folio(k, folio):
+            if pf.PageAnonExclusive(page) or wp_can_reuse_anon_folio(k, folio, mm):
                 if not pf.PageAnonExclusive(page):
                     pf.SetPageAnonExclusive(page)
                 if unshare:
@@ -176,6 +230,6 @@ def wp_page_copy(k: Kernel, mm: MM, vma: VMA, vpn: int, pte: Pte, unshare: bool)
         raise KernelBug("BUG_ON(unshare && pte_write(entry)) in wp_page_copy")
     mm.ptes[vpn] = Pte(new.pages[0], write=writable, dirty=not unshare)
     if old is not None:
-        folio_remove_rmap_pte(old.folio, old)
+        folio_remove_rmap_pte(old.folio, old, mm.name)
         k.folio_put(old.folio)
     return "copied"

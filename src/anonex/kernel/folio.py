@@ -44,7 +44,7 @@ class Folio:
     """A ``struct folio``: one or more pages with shared reference counts."""
 
     __slots__ = ("anon", "entire_mapcount", "freed", "hugetlb", "ksm", "large_mapcount",
-                 "order", "pages", "pfn", "pincount", "refcount", "swap", "zero")
+                 "mm_counts", "order", "pages", "pfn", "pincount", "refcount", "swap", "zero")
 
     def __init__(self, pfn: int, order: int = 0) -> None:
         self.pfn = pfn
@@ -60,6 +60,7 @@ class Folio:
         self.zero = False
         self.freed = False
         self.swap: int | None = None  # swap slot while in the swap cache
+        self.mm_counts: dict[str, int] = {}  # large folios: mappings per mm (the MM-ID slots)
 
     @property
     def large(self) -> bool:
@@ -78,6 +79,25 @@ class Folio:
         if self.large:
             return self.large_mapcount
         return self.pages[0].mapcount
+
+    def maybe_mapped_shared(self) -> bool:
+        """``folio_maybe_mapped_shared()`` (6.15+ MM-ID tracking): more than one mm maps it.
+
+        The kernel keeps two (mm id, count) slots and a sticky shared bit; anonex counts per
+        mm exactly, which agrees whenever at most two mms map the folio."""
+        return sum(1 for c in self.mm_counts.values() if c > 0) > 1
+
+    def mm_add(self, mm: str, n: int = 1) -> None:
+        if self.large:
+            self.mm_counts[mm] = self.mm_counts.get(mm, 0) + n
+
+    def mm_sub(self, mm: str, n: int = 1) -> None:
+        if self.large:
+            left = self.mm_counts.get(mm, 0) - n
+            if left > 0:
+                self.mm_counts[mm] = left
+            else:
+                self.mm_counts.pop(mm, None)
 
 
 def folio_has_pincount(folio: Folio) -> bool:
@@ -111,3 +131,4 @@ def free_pages_prepare(folio: Folio) -> None:
     folio.anon = False
     folio.ksm = False
     folio.freed = True
+    folio.mm_counts.clear()

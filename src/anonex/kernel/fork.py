@@ -45,7 +45,7 @@ def copy_present_pte(k: Kernel, src: MM, dst: MM, src_vma: VMA, dst_vma: VMA, vp
     """``copy_present_ptes()`` for one small page."""
     page = vm_normal_page(k, pte)
     if page is not None and page.folio.anon:
-        if folio_try_dup_anon_rmap_pte(k, page.folio, page, src) == EBUSY:
+        if folio_try_dup_anon_rmap_pte(k, page.folio, page, src, dst.name) == EBUSY:
             copy_present_page(k, dst, dst_vma, vpn, pte)
             return
         k.folio_get(page.folio)
@@ -73,6 +73,16 @@ def dup_mmap(k: Kernel, src: MM, child_name: str) -> MM:
             continue
         if not vma.anon_vma:
             continue
+        for base in sorted(b for b in src.pmds if vma.start <= b < vma.end):
+            pmd = src.pmds[base]
+            if pmd.folio.hugetlb:
+                from anonex.kernel.hugetlb import copy_hugetlb_pmd
+
+                copy_hugetlb_pmd(k, src, dst, dvma, base, pmd)
+            else:
+                from anonex.kernel.thp import copy_huge_pmd
+
+                copy_huge_pmd(k, src, dst, dvma, base, pmd)  # on failure: now PTE-mapped
         for vpn in range(vma.start, vma.end):
             e = src.ptes.get(vpn)
             if isinstance(e, Pte):

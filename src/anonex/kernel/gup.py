@@ -35,6 +35,7 @@ from anonex.kernel.state import (
     VM_WRITE,
     VMA,
     Kernel,
+    huge_base,
     is_cow_mapping,
 )
 
@@ -126,7 +127,19 @@ def put_page(k: Kernel, page: Page) -> None:
 
 def _follow_page_pte(k: Kernel, mm: MM, vma: VMA, vpn: int,
                      gup_flags: int) -> Page | str:
-    """``follow_page_pte()``: the page, or why a fault is needed ("fault", "unshare")."""
+    """``follow_page_pte()`` (and ``follow_huge_pmd()``): the page, or why a fault is needed
+    ("fault", "unshare")."""
+    pmd = mm.pmd_at(vpn)
+    if pmd is not None:
+        page = pmd.folio.pages[vpn - huge_base(vpn)]
+        if gup_flags & FOLL_WRITE and not pmd.write:
+            if not (gup_flags & FOLL_FORCE and k.rules.foll_force_exclusive and
+                    not vma.flags & VM_WRITE and not pmd.folio.hugetlb and
+                    pf.PageAnonExclusive(pmd.folio.pages[0])):
+                return "fault"
+        if not pmd.write and gup_must_unshare(k, vma, gup_flags, pmd.folio.pages[0]):
+            return "unshare"
+        return page
     entry = mm.ptes.get(vpn)
     if not isinstance(entry, Pte):
         return "fault"
@@ -141,6 +154,13 @@ def _follow_page_pte(k: Kernel, mm: MM, vma: VMA, vpn: int,
 
 def _gup_fast_one(k: Kernel, mm: MM, vpn: int, gup_flags: int) -> Page | None:
     """One PTE of ``gup_fast_pte_range()``: succeed only without any fault or unshare."""
+    pmd = mm.pmd_at(vpn)
+    if pmd is not None:
+        if gup_flags & FOLL_WRITE and not pmd.write:
+            return None
+        if not pmd.write and gup_must_unshare(k, None, gup_flags, pmd.folio.pages[0]):
+            return None
+        return pmd.folio.pages[vpn - huge_base(vpn)]
     entry = mm.ptes.get(vpn)
     if not isinstance(entry, Pte):
         return None

@@ -33,6 +33,16 @@ def check(k: Kernel) -> list[str]:
     folios: dict[int, Folio] = {}
     new_flag = k.rules.anon_exclusive
     for mm in k.mms.values():
+        for base, pmd in mm.pmds.items():
+            f = pmd.folio
+            folios[f.pfn] = f
+            refs[f.pfn] += 1
+            if f.freed:
+                out.append(f"use after free: {mm.name} maps freed {f.pages[0].name}")
+            if new_flag and pmd.write and f.anon and not _excl(f.pages[0]):
+                out.append(f"writable ⇒ exclusive broken: {mm.name} maps huge "
+                           f"{f.pages[0].name} writable at {base:#x} without "
+                           "PG_anon_exclusive on the head")
         for vpn, e in mm.ptes.items():
             if isinstance(e, Pte) and not e.special:
                 page = e.page
@@ -58,8 +68,10 @@ def check(k: Kernel) -> list[str]:
             if f.zero:
                 continue
             folios[f.pfn] = f
-            refs[f.pfn] += GUP_PIN_COUNTING_BIAS if pin.gup_flags & FOLL_PIN else 1
-            if new_flag and pin.gup_flags & FOLL_PIN and f.anon and not _excl(r.page):
+            refs[f.pfn] += GUP_PIN_COUNTING_BIAS if pin.gup_flags & FOLL_PIN and \
+                not f.large else 1
+            pinned = r.page.folio.pages[0] if f.hugetlb else r.page
+            if new_flag and pin.gup_flags & FOLL_PIN and f.anon and not _excl(pinned):
                 out.append(f"pinned ⇒ exclusive broken: {r.page.name} is pinned but not "
                            "PG_anon_exclusive")
     for pipe in k.pipes.values():
@@ -79,6 +91,13 @@ def check(k: Kernel) -> list[str]:
         if f.refcount != refs[pfn]:
             out.append(f"accounting: {f.pages[0].name} refcount {f.refcount}, but mappings, "
                        f"pipes, pins and swap cache hold {refs[pfn]}")
+        entire = sum(1 for mm in k.mms.values() for pmd in mm.pmds.values() if pmd.folio is f)
+        if f.entire_mapcount != entire:
+            out.append(f"accounting: {f.pages[0].name} entire_mapcount {f.entire_mapcount}, "
+                       f"but {entire} PMDs map it")
+        if f.large and f.large_mapcount != entire + sum(maps[(pfn, p.index)] for p in f.pages):
+            out.append(f"accounting: {f.pages[0].name} large_mapcount {f.large_mapcount} "
+                       "does not match its mappings")
         for p in f.pages:
             if p.mapcount != maps[(pfn, p.index)]:
                 out.append(f"accounting: {p.name} mapcount {p.mapcount}, but "

@@ -12,10 +12,21 @@ from anonex.kernel.errors import Segfault
 from anonex.kernel.fault import FAULT_FLAG_WRITE, handle_mm_fault
 from anonex.kernel.mmap import split_range, zap_range
 from anonex.kernel.pgtable import Pte
-from anonex.kernel.state import MM, VM_DONTCOPY, VM_MERGEABLE, VM_WIPEONFORK, VM_WRITE, Kernel
+from anonex.kernel.state import (
+    MM,
+    VM_DONTCOPY,
+    VM_HUGEPAGE,
+    VM_MERGEABLE,
+    VM_NOHUGEPAGE,
+    VM_WIPEONFORK,
+    VM_WRITE,
+    Kernel,
+)
 from anonex.observation import Unsupported
 
 _VMA_FLAG = {
+    "hugepage": (VM_HUGEPAGE, True),
+    "nohugepage": (VM_HUGEPAGE, False),
     "dontfork": (VM_DONTCOPY, True),
     "dofork": (VM_DONTCOPY, False),
     "wipeonfork": (VM_WIPEONFORK, True),
@@ -29,6 +40,8 @@ def madvise(k: Kernel, mm: MM, start: int, end: int, advice: str) -> None:
         bit, on = _VMA_FLAG[advice]
         for vma in split_range(mm, start, end):
             vma.flags = vma.flags | bit if on else vma.flags & ~bit
+            if advice in ("hugepage", "nohugepage"):
+                vma.flags = vma.flags | VM_NOHUGEPAGE if not on else vma.flags & ~VM_NOHUGEPAGE
         return
     for vpn in range(start, end):
         mm.vma_or_fault(vpn)
@@ -68,10 +81,14 @@ def madvise_pageout(k: Kernel, mm: MM, start: int, end: int) -> None:
     silently, as are the zero page and pinned pages)."""
     from anonex.kernel.swap import shrink_folio
 
+    if any(start <= b < end or b <= start < b + 512 for b in mm.pmds):
+        raise Unsupported("MADV_PAGEOUT of a huge page: not in the model yet")
     for vpn in range(start, end):
         e = mm.ptes.get(vpn)
         if not isinstance(e, Pte) or e.special:
             continue
+        if e.page.folio.large:
+            raise Unsupported("MADV_PAGEOUT of a large folio: not in the model yet")
         folio = e.page.folio
         if not folio.anon or folio.mapcount_total() != 1:
             continue

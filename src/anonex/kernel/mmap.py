@@ -14,6 +14,7 @@ import itertools
 from anonex.kernel.pgtable import Entry, Pte, SwapPte
 from anonex.kernel.rmap import folio_remove_rmap_pte
 from anonex.kernel.state import (
+    HPAGE_PMD_NR,
     MM,
     VM_MAYREAD,
     VM_MAYWRITE,
@@ -56,13 +57,13 @@ def split_range(mm: MM, start: int, end: int) -> list[VMA]:
     return out
 
 
-def zap_entry(k: Kernel, entry: Entry) -> None:
+def zap_entry(k: Kernel, entry: Entry, mm: str = "") -> None:
     """``zap_pte_range()`` for one entry: drop its rmap and reference, or its swap count."""
     if isinstance(entry, Pte):
         if entry.special:
             return
         folio = entry.page.folio
-        folio_remove_rmap_pte(folio, entry.page)
+        folio_remove_rmap_pte(folio, entry.page, mm)
         k.folio_put(folio)
     elif isinstance(entry, SwapPte):
         from anonex.kernel.swap import swap_free
@@ -71,11 +72,15 @@ def zap_entry(k: Kernel, entry: Entry) -> None:
 
 
 def zap_range(k: Kernel, mm: MM, start: int, end: int) -> None:
-    """Unmap every page in ``[start, end)`` but keep the VMAs (MADV_DONTNEED)."""
+    """Unmap every page in ``[start, end)`` but keep the VMAs (MADV_DONTNEED). A PMD that
+    the range covers only in part is split first (``__split_huge_pmd``)."""
+    split_huge_pmds_at_edges(k, mm, start, end)
+    for base in [b for b in mm.pmds if start <= b < end]:
+        zap_huge_pmd(k, mm, base)
     for vpn in range(start, end):
         e = mm.ptes.pop(vpn, None)
         if e is not None:
-            zap_entry(k, e)
+            zap_entry(k, e, mm.name)
 
 
 def munmap(k: Kernel, mm: MM, start: int, end: int) -> None:
@@ -87,7 +92,7 @@ def munmap(k: Kernel, mm: MM, start: int, end: int) -> None:
 
 def mremap(k: Kernel, mm: MM, start: int, end: int, new_start: int) -> None:
     """``mremap(MREMAP_MAYMOVE|MREMAP_FIXED)``: move PTEs unchanged to a new address."""
-    del k
+    split_huge_pmds_at_edges(k, mm, start, end)
     moved = split_range(mm, start, end)
     mm.vmas = [v for v in mm.vmas if v not in moved]
     delta = new_start - start
@@ -98,13 +103,49 @@ def mremap(k: Kernel, mm: MM, start: int, end: int, new_start: int) -> None:
         e = mm.ptes.pop(vpn, None)
         if e is not None:
             mm.ptes[vpn + delta] = e
+    for base in [b for b in mm.pmds if start <= b < end]:
+        if (base + delta) % HPAGE_PMD_NR:
+            from anonex.kernel.thp import split_huge_pmd
+
+            split_huge_pmd(k, mm, base)  # move_huge_pmd() needs an aligned destination
+            for vpn in range(base, base + HPAGE_PMD_NR):
+                e = mm.ptes.pop(vpn, None)
+                if e is not None:
+                    mm.ptes[vpn + delta] = e
+        else:
+            mm.pmds[base + delta] = mm.pmds.pop(base)
 
 
 def exit_mmap(k: Kernel, mm: MM) -> None:
     """``exit_mmap()``: the process exits and every mapping goes."""
+    for base in sorted(mm.pmds):
+        zap_huge_pmd(k, mm, base)
     for vpn in sorted(mm.ptes):
-        zap_entry(k, mm.ptes.pop(vpn))
+        zap_entry(k, mm.ptes.pop(vpn), mm.name)
     mm.vmas.clear()
+
+
+def zap_huge_pmd(k: Kernel, mm: MM, base: int) -> None:
+    """``zap_huge_pmd()`` / ``__unmap_hugepage_range()``: drop a PMD mapping."""
+    from anonex.kernel.rmap import folio_remove_rmap_pmd
+
+    pmd = mm.pmds.pop(base)
+    folio_remove_rmap_pmd(pmd.folio, mm.name)
+    k.folio_put(pmd.folio)
+
+
+def split_huge_pmds_at_edges(k: Kernel, mm: MM, start: int, end: int) -> None:
+    """Split every THP PMD that ``[start, end)`` covers only in part (hugetlb cannot be
+    split: a partial operation on it is EINVAL)."""
+    from anonex.kernel.errors import Segfault
+    from anonex.kernel.thp import split_huge_pmd
+
+    for base, pmd in list(mm.pmds.items()):
+        if base < end and start < base + HPAGE_PMD_NR and not (start <= base and
+                                                                base + HPAGE_PMD_NR <= end):
+            if pmd.folio.hugetlb:
+                raise Segfault("EINVAL: partial operation on a hugetlb page")
+            split_huge_pmd(k, mm, base)
 
 
 __all__ = ["VM_NOHUGEPAGE", "exit_mmap", "mmap_anon", "mremap", "munmap", "split_range",

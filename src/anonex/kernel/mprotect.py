@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from anonex.kernel import flags as pf
 from anonex.kernel.fault import vm_normal_page
-from anonex.kernel.mmap import split_range
-from anonex.kernel.pgtable import Pte
+from anonex.kernel.mmap import split_huge_pmds_at_edges, split_range
+from anonex.kernel.pgtable import Pmd, Pte
 from anonex.kernel.state import MM, VM_READ, VM_WRITE, Kernel
 
 PROT = {"none": 0, "ro": VM_READ, "rw": VM_READ | VM_WRITE}
@@ -30,9 +30,26 @@ def can_change_pte_writable(k: Kernel, pte: Pte) -> bool:
     return pf.PageAnonExclusive(page)
 
 
+def can_change_pmd_writable(k: Kernel, pmd: Pmd) -> bool:
+    """``can_change_pmd_writable()``: a private THP PMD needs an exclusive anon head."""
+    if not k.rules.mprotect_upgrade_exclusive or pmd.folio.hugetlb:
+        return False
+    head = pmd.folio.pages[0]
+    if not pmd.folio.anon or (not k.rules.mprotect_upgrade_clean and not pmd.dirty):
+        return False
+    return pf.PageAnonExclusive(head)
+
+
 def mprotect(k: Kernel, mm: MM, start: int, end: int, prot: str) -> None:
     """``mprotect(start, len, prot)`` with prot one of none, ro, rw."""
     new = PROT[prot]
+    split_huge_pmds_at_edges(k, mm, start, end)
+    for base, pmd in mm.pmds.items():
+        if start <= base < end:
+            if not new & VM_WRITE:
+                pmd.write = False
+            elif not pmd.write and can_change_pmd_writable(k, pmd):
+                pmd.write = True
     vmas = split_range(mm, start, end)
     for vma in vmas:
         vma.flags = (vma.flags & ~(VM_READ | VM_WRITE)) | new

@@ -12,6 +12,8 @@ matter for exclusivity:
 * :class:`DeviceExclusivePte`: 6.15+ device-exclusive entry; the page stays mapped in rmap
   and keeps its flag.
 
+* :class:`Pmd`: a present PMD (THP) or huge PTE (hugetlb) mapping a whole 2 MiB folio.
+
 No entry (``None`` in a page table) is ``pte_none``.
 """
 
@@ -20,7 +22,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
-    from anonex.kernel.folio import Page
+    from anonex.kernel.folio import Folio, Page
 
 MigrationKind = Literal["readable", "readable_exclusive", "writable"]
 
@@ -65,6 +67,17 @@ class DeviceExclusivePte:
 
     def __init__(self, page: Page) -> None:
         self.page = page
+
+
+class Pmd:
+    """A present PMD mapping a whole 2 MiB folio: a THP, or a hugetlb page (``hugetlb``)."""
+
+    __slots__ = ("dirty", "folio", "write")
+
+    def __init__(self, folio: Folio, write: bool = False, dirty: bool = False) -> None:
+        self.folio = folio
+        self.write = write
+        self.dirty = dirty
 
 
 Entry = Pte | SwapPte | MigrationPte | DeviceExclusivePte

@@ -1,13 +1,18 @@
 """Reverse mapping of anon pages and the two primitives that clear PG_anon_exclusive.
 
 Models mm/rmap.c and include/linux/rmap.h. Adding a mapping may set the flag (with
-``RMAP_EXCLUSIVE``) but never clears it. The flag is cleared only by:
+``RMAP_EXCLUSIVE``) but never clears it: at PTE level on each mapped page, at PMD level on
+the head only (a PMD mapping is described by the head's bit), and for hugetlb on the head.
+The flag is cleared only by:
 
-* :func:`folio_try_dup_anon_rmap_pte` (fork): fails with ``-EBUSY`` when the page is
-  exclusive, the source mm has ``MMF_HAS_PINNED`` and the folio may be pinned; fork then
-  copies the page for the child;
-* :func:`folio_try_share_anon_rmap_pte` (swap-out, migration, KSM), called after the PTE was
-  cleared: fails while the folio may be pinned, whatever the mm's flag says.
+* ``folio_try_dup_anon_rmap_*`` (fork): fails with ``-EBUSY`` when the page is exclusive,
+  the source mm has ``MMF_HAS_PINNED`` and the folio may be pinned; fork then copies;
+* ``folio_try_share_anon_rmap_*`` (swap-out, migration, KSM, THP freeze), called after the
+  entry was cleared: fails while the folio may be pinned, whatever the mm's flag says.
+
+Large folios count mappings three ways: each page's own ``mapcount`` (PTE mappings),
+``entire_mapcount`` (PMD mappings), and ``large_mapcount`` (all of them), plus the per-mm
+counts that stand for the MM-ID slots of 6.15+.
 """
 
 from __future__ import annotations
@@ -15,43 +20,74 @@ from __future__ import annotations
 from anonex.kernel import flags as pf
 from anonex.kernel.errors import KernelBug
 from anonex.kernel.folio import Folio, Page, folio_maybe_dma_pinned
-from anonex.kernel.state import MM, Kernel
+from anonex.kernel.state import HPAGE_PMD_ORDER, MM, Kernel
 
 RMAP_NONE = 0
 RMAP_EXCLUSIVE = 1
 EBUSY = -16
 
 
-def folio_add_new_anon_rmap(k: Kernel, folio: Folio, rmap_flags: int) -> None:
+def _new_flag(k: Kernel, rmap_flags: int) -> bool:
+    return bool(rmap_flags & RMAP_EXCLUSIVE) and k.rules.anon_exclusive
+
+
+def folio_add_new_anon_rmap(k: Kernel, folio: Folio, rmap_flags: int, mm: str = "",
+                            pmd: bool = False) -> None:
     """``folio_add_new_anon_rmap()``: first mapping of a brand-new anon folio.
 
-    Marks it swap-backed and anon; a small folio's page gets mapcount 1 and, with
-    ``RMAP_EXCLUSIVE`` (5.19+), PG_anon_exclusive.
+    Marks it swap-backed and anon. A small folio's page, or every page of an mTHP, gets
+    mapcount 1; a PMD-mapped THP gets entire_mapcount 1. With ``RMAP_EXCLUSIVE`` (5.19+)
+    the flag goes on each PTE-mapped page, or on the head of a PMD mapping.
     """
     folio.anon = True
     pf.set_page_flag(folio.pages[0], "swapbacked")
-    if folio.large:
-        raise NotImplementedError("large folios: next issue")
-    page = folio.pages[0]
-    page.mapcount = 1
-    if rmap_flags & RMAP_EXCLUSIVE and k.rules.anon_exclusive:
-        pf.SetPageAnonExclusive(page)
+    excl = _new_flag(k, rmap_flags)
+    if not folio.large:
+        folio.pages[0].mapcount = 1
+        if excl:
+            pf.SetPageAnonExclusive(folio.pages[0])
+        return
+    pf.set_page_flag(folio.pages[0], "large_rmappable")
+    if pmd and folio.order == HPAGE_PMD_ORDER:
+        folio.entire_mapcount = 1
+        folio.large_mapcount = 1
+        folio.mm_add(mm)
+        if excl:
+            pf.SetPageAnonExclusive(folio.pages[0])
+        return
+    for p in folio.pages:
+        p.mapcount = 1
+        if excl:
+            pf.SetPageAnonExclusive(p)
+    folio.large_mapcount = folio.nr
+    folio.mm_add(mm, folio.nr)
 
 
-def folio_add_anon_rmap_pte(k: Kernel, folio: Folio, page: Page, rmap_flags: int) -> None:
+def folio_add_anon_rmap_pte(k: Kernel, folio: Folio, page: Page, rmap_flags: int,
+                            mm: str = "") -> None:
     """``folio_add_anon_rmap_pte()``: one more PTE mapping; sets the flag with
     ``RMAP_EXCLUSIVE`` and leaves it alone otherwise."""
-    if rmap_flags & RMAP_EXCLUSIVE and page.mapcount > 0 and k.rules.anon_exclusive:
+    if _new_flag(k, rmap_flags) and page.mapcount > 0:
         raise KernelBug("VM_WARN: exclusive anon page with _mapcount > 0 "
                         "(__folio_add_anon_rmap)", page.name)
     page.mapcount += 1
     if folio.large:
         folio.large_mapcount += 1
-    if rmap_flags & RMAP_EXCLUSIVE and k.rules.anon_exclusive:
+        folio.mm_add(mm)
+    if _new_flag(k, rmap_flags):
         pf.SetPageAnonExclusive(page)
 
 
-def folio_remove_rmap_pte(folio: Folio, page: Page) -> None:
+def folio_add_anon_rmap_pmd(k: Kernel, folio: Folio, rmap_flags: int, mm: str = "") -> None:
+    """``folio_add_anon_rmap_pmd()``: one more PMD mapping; the flag on the head."""
+    folio.entire_mapcount += 1
+    folio.large_mapcount += 1
+    folio.mm_add(mm)
+    if _new_flag(k, rmap_flags):
+        pf.SetPageAnonExclusive(folio.pages[0])
+
+
+def folio_remove_rmap_pte(folio: Folio, page: Page, mm: str = "") -> None:
     """``folio_remove_rmap_pte()``: one PTE mapping fewer. The flag is not touched."""
     if page.mapcount <= 0:
         raise KernelBug("VM_BUG_ON_PAGE(page_mapcount(page) < 0) in folio_remove_rmap_pte",
@@ -59,6 +95,19 @@ def folio_remove_rmap_pte(folio: Folio, page: Page) -> None:
     page.mapcount -= 1
     if folio.large:
         folio.large_mapcount -= 1
+        folio.mm_sub(mm)
+        if folio.large_mapcount > 0 and not folio.hugetlb and folio.entire_mapcount == 0:
+            pf.set_page_flag(folio.pages[0], "partially_mapped")  # deferred_split_folio()
+
+
+def folio_remove_rmap_pmd(folio: Folio, mm: str = "") -> None:
+    """``folio_remove_rmap_pmd()`` (and ``hugetlb_remove_rmap``): one PMD mapping fewer."""
+    if folio.entire_mapcount <= 0:
+        raise KernelBug("VM_BUG_ON_FOLIO(entire_mapcount < 0) in folio_remove_rmap_pmd",
+                        folio.pages[0].name)
+    folio.entire_mapcount -= 1
+    folio.large_mapcount -= 1
+    folio.mm_sub(mm)
 
 
 def folio_needs_cow_for_dma(src_mm: MM, folio: Folio) -> bool:
@@ -66,7 +115,8 @@ def folio_needs_cow_for_dma(src_mm: MM, folio: Folio) -> bool:
     return src_mm.has_pinned and folio_maybe_dma_pinned(folio)
 
 
-def folio_try_dup_anon_rmap_pte(k: Kernel, folio: Folio, page: Page, src_mm: MM) -> int:
+def folio_try_dup_anon_rmap_pte(k: Kernel, folio: Folio, page: Page, src_mm: MM,
+                                dst: str = "") -> int:
     """``folio_try_dup_anon_rmap_pte()`` → ``__folio_try_dup_anon_rmap()`` (rmap.h), PTE level.
 
     Returns ``-EBUSY`` (nothing changed) for an exclusive page of a maybe-pinned folio in an
@@ -85,6 +135,39 @@ def folio_try_dup_anon_rmap_pte(k: Kernel, folio: Folio, page: Page, src_mm: MM)
     page.mapcount += 1
     if folio.large:
         folio.large_mapcount += 1
+        folio.mm_add(dst)
+    return 0
+
+
+def folio_try_dup_anon_rmap_pmd(k: Kernel, folio: Folio, src_mm: MM, dst: str = "") -> int:
+    """``folio_try_dup_anon_rmap_pmd()``: the same rule on the head of a PMD mapping."""
+    head = folio.pages[0]
+    if k.rules.anon_exclusive:
+        if pf.PageAnonExclusive(head):
+            if folio_needs_cow_for_dma(src_mm, folio):
+                return EBUSY
+            pf.ClearPageAnonExclusive(head)
+    elif k.rules.fork_copies_pinned and folio_needs_cow_for_dma(src_mm, folio):
+        return EBUSY
+    folio.entire_mapcount += 1
+    folio.large_mapcount += 1
+    folio.mm_add(dst)
+    return 0
+
+
+def hugetlb_try_dup_anon_rmap(k: Kernel, folio: Folio, src_mm: MM) -> int:
+    """``hugetlb_try_dup_anon_rmap()``: the rule on the hugetlb head (early COW of pinned
+    hugetlb pages from 5.12)."""
+    head = folio.pages[0]
+    if k.rules.anon_exclusive:
+        if pf.PageAnonExclusive(head):
+            if folio_needs_cow_for_dma(src_mm, folio):
+                return EBUSY
+            pf.ClearPageAnonExclusive(head)
+    elif k.rules.hugetlb_fork_copies_pinned and folio_needs_cow_for_dma(src_mm, folio):
+        return EBUSY
+    folio.entire_mapcount += 1
+    folio.large_mapcount += 1
     return 0
 
 
@@ -92,8 +175,10 @@ def folio_try_share_anon_rmap_pte(k: Kernel, folio: Folio, page: Page) -> int:
     """``folio_try_share_anon_rmap_pte()`` → ``__folio_try_share_anon_rmap()`` (rmap.h).
 
     Called with an exclusive page whose PTE is already cleared. Fails with ``-EBUSY`` while
-    the folio may be pinned (no MMF_HAS_PINNED test here), else clears the flag.
+    the folio may be pinned (no MMF_HAS_PINNED test here), else clears the flag. The PMD
+    variant passes the head.
     """
+    del k
     if not pf.PageAnonExclusive(page):
         raise KernelBug("VM_WARN_ON_FOLIO(!PageAnonExclusive(page)) in "
                         "__folio_try_share_anon_rmap", page.name)

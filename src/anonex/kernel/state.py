@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from anonex.kernel.errors import Segfault
 from anonex.kernel.folio import Folio, Page, free_pages_prepare
-from anonex.kernel.pgtable import Entry
+from anonex.kernel.pgtable import Entry, Pmd
 from anonex.kernel.versions import Rules
 from anonex.versions import CURRENT, KernelVersion
 
@@ -35,6 +35,13 @@ VM_MERGEABLE = 0x80000000
 
 REGION_BASE_VPN = 0x10000000000 >> 12  # 1 TiB, as the live backend
 REGION_STRIDE = 1024  # 4 MiB between regions
+HPAGE_PMD_NR = 512  # small pages in a PMD-size (2 MiB) folio
+HPAGE_PMD_ORDER = 9
+
+
+def huge_base(vpn: int) -> int:
+    """The first vpn of the 2 MiB-aligned range holding *vpn*."""
+    return vpn & ~(HPAGE_PMD_NR - 1)
 ZERO_PFN = 0
 
 
@@ -65,7 +72,11 @@ class MM:
     vmas: list[VMA] = field(default_factory=list)
     ptes: dict[int, Entry] = field(default_factory=dict)
     has_pinned: bool = False  # MMF_HAS_PINNED (mm->has_pinned in 5.9–5.13)
+    pmds: dict[int, Pmd] = field(default_factory=dict)  # huge_base(vpn) -> PMD mapping
 
+    def pmd_at(self, vpn: int) -> Pmd | None:
+        """The PMD mapping *vpn*, if a huge mapping covers it."""
+        return self.pmds.get(huge_base(vpn)) if self.pmds else None
     def find_vma(self, vpn: int) -> VMA | None:
         for v in self.vmas:
             if v.start <= vpn < v.end:

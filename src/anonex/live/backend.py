@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import tempfile
@@ -191,10 +192,7 @@ class LiveBackend:
                 try:
                     got, _ = os.waitpid(pid, os.WNOHANG)
                 except ChildProcessError:  # not (yet) our child: its parent still dying
-                    if not os.path.exists(f"/proc/{pid}"):
-                        got = pid
-                    else:
-                        got = 0
+                    got = pid if not os.path.exists(f"/proc/{pid}") else 0
                 if got == pid:
                     p.reaped = True
                     del pending[pid]
@@ -206,6 +204,21 @@ class LiveBackend:
     def pids(self) -> dict[str, int]:
         """The PID of every actor of the current (or last) run."""
         return {p.name: p.pid for p in self._procs.values()}
+
+    @property
+    def running(self) -> dict[str, int]:
+        """The PID of every actor that still runs its command loop."""
+        return {p.name: p.pid for p in self._procs.values() if p.alive}
+
+    @property
+    def regions(self) -> dict[str, tuple[int, int]]:
+        """Every region of the current run: name -> (address, number of pages)."""
+        return {r.name: (r.addr, r.npages) for r in self._regions.values()}
+
+    @property
+    def directories(self) -> list[str]:
+        """The private directories of the current run (FIFOs, O_DIRECT files)."""
+        return [d for d in (self._fifo_dir, self._data_dir) if d is not None]
 
     # -- talking to actors -------------------------------------------------------------------
 
@@ -273,8 +286,18 @@ class LiveBackend:
         try:
             res: StepResult = handler(step)
         except _StepError as e:
-            return StepResult(error=str(e))
+            return StepResult(error=self._name_addresses(str(e)))
         return res
+
+    def _name_addresses(self, text: str) -> str:
+        """Write ``0x10000001000`` in a message as ``A[1]`` when it lies in region A."""
+        def name(m: re.Match[str]) -> str:
+            a = int(m.group(0), 16)
+            for r in self._regions.values():
+                if r.addr <= a < r.addr + r.npages * PAGE:
+                    return f"{r.name}[{(a - r.addr) // PAGE}]"
+            return m.group(0)
+        return re.sub(r"0x[0-9a-f]+", name, text)
 
     def _simple(self, step: Step, msg: dict[str, Any]) -> dict[str, Any]:
         return self._call(self._proc(step.proc), msg)

@@ -12,6 +12,7 @@ Failure modes: :class:`ChannelClosed` when the other side is gone (EOF, EPIPE) a
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -93,10 +94,8 @@ class DriverEnd:
     def close(self) -> None:
         for fd in (self.rfd, self.wfd):
             if fd >= 0:
-                try:
+                with contextlib.suppress(OSError):
                     os.close(fd)
-                except OSError:
-                    pass
         self.rfd = self.wfd = -1
 
 
@@ -131,7 +130,5 @@ class ActorEnd:
 
     def close(self) -> None:
         for fd in (self.rfd, self.wfd):
-            try:
+            with contextlib.suppress(OSError):
                 os.close(fd)
-            except OSError:
-                pass

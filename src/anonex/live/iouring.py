@@ -10,6 +10,7 @@ and waited for. Failures raise :class:`OSError` (setup, register, enter) or
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import struct
@@ -143,10 +144,8 @@ class Ring:
     def close(self) -> None:
         """Unmap the rings and close the fd (registered buffers go with the last fd)."""
         for addr, size in reversed(self._maps):
-            try:
+            with contextlib.suppress(OSError):
                 libc.munmap(addr, size)
-            except OSError:
-                pass
         self._maps.clear()
         if self.fd >= 0:
             os.close(self.fd)

@@ -1,0 +1,155 @@
+"""Transparent huge pages: PMD-mapped THP, PMD splits, and PTE-mapped large folios.
+
+Models mm/huge_memory.c. A PMD-mapped THP keeps PG_anon_exclusive on its head only, and that
+bit describes the whole PMD mapping. ``__split_huge_pmd`` (partial munmap, mprotect,
+MADV_DONTNEED, mremap, the write-fault fallback, fork of a pinned THP) remaps it with 512
+PTEs; every subpage then gets the head's exclusivity. From then on the flag lives per page.
+
+* :func:`do_huge_pmd_anonymous_page`: a new THP, head exclusive, PMD writable.
+* :func:`do_huge_pmd_wp_page`: reuse the whole THP (head exclusive, or the only reference),
+  else split the PMD and fall back to a 4 KiB copy of the faulting page (5.8+; before, the
+  whole 2 MiB was copied).
+* :func:`copy_huge_pmd`: fork shares the THP and clears the head flag, or, for a pinned
+  exclusive THP, splits the parent's PMD and lets the PTE path copy each page.
+* :func:`wp_can_reuse_large_anon_folio`: the 6.15+ MM-ID reuse of PTE-mapped large folios.
+"""
+
+from __future__ import annotations
+
+from anonex.kernel import flags as pf
+from anonex.kernel.errors import KernelBug
+from anonex.kernel.pgtable import Pmd, Pte
+from anonex.kernel.rmap import (
+    EBUSY,
+    RMAP_EXCLUSIVE,
+    RMAP_NONE,
+    folio_add_new_anon_rmap,
+    folio_move_anon_rmap,
+    folio_remove_rmap_pmd,
+    folio_try_dup_anon_rmap_pmd,
+)
+from anonex.kernel.state import HPAGE_PMD_NR, HPAGE_PMD_ORDER, MM, VM_WRITE, VMA, Kernel
+
+
+def split_huge_pmd(k: Kernel, mm: MM, base: int) -> None:
+    """``__split_huge_pmd_locked(freeze=false)``: the PMD becomes 512 PTEs with the same
+    write/dirty bits; with an exclusive head every subpage gets the flag."""
+    pmd = mm.pmds.pop(base)
+    folio = pmd.folio
+    if folio.hugetlb:
+        raise KernelBug("VM_BUG_ON(is_vm_hugetlb_page(vma)) in __split_huge_pmd",
+                        folio.pages[0].name)
+    head = folio.pages[0]
+    exclusive = k.rules.anon_exclusive and pf.PageAnonExclusive(head)
+    k.folio_get(folio, HPAGE_PMD_NR - 1)  # folio_ref_add(folio, nr - 1)
+    folio.entire_mapcount -= 1
+    folio.large_mapcount -= 1
+    folio.mm_sub(mm.name)
+    for i, page in enumerate(folio.pages):
+        # folio_add_anon_rmap_ptes(…, exclusive ? RMAP_EXCLUSIVE : RMAP_NONE)
+        page.mapcount += 1
+        if exclusive:
+            pf.SetPageAnonExclusive(page)
+        mm.ptes[base + i] = Pte(page, write=pmd.write, dirty=pmd.dirty)
+    folio.large_mapcount += HPAGE_PMD_NR
+    folio.mm_add(mm.name, HPAGE_PMD_NR)
+
+
+def do_huge_pmd_anonymous_page(k: Kernel, mm: MM, vma: VMA, base: int) -> str:
+    """``__do_huge_pmd_anonymous_page()``: a new THP, head exclusive, mapped by one PMD."""
+    vma.anon_vma = True
+    folio = k.alloc_folio(HPAGE_PMD_ORDER)
+    folio_add_new_anon_rmap(k, folio, RMAP_EXCLUSIVE, mm.name, pmd=True)
+    w = bool(vma.flags & VM_WRITE)
+    mm.pmds[base] = Pmd(folio, write=w, dirty=w)
+    return "new"
+
+
+def _reuse_pmd(k: Kernel, vma: VMA, pmd: Pmd, unshare: bool) -> str:
+    head = pmd.folio.pages[0]
+    if k.rules.anon_exclusive and not pf.PageAnonExclusive(head):
+        pf.SetPageAnonExclusive(head)
+    if not unshare:
+        pmd.dirty = True
+        pmd.write = bool(vma.flags & VM_WRITE)
+    return "reused"
+
+
+def do_huge_pmd_wp_page(k: Kernel, mm: MM, vma: VMA, vpn: int, flags: int) -> str:
+    """``do_huge_pmd_wp_page()``: write or unshare fault on a read-only THP PMD."""
+    from anonex.kernel.fault import FAULT_FLAG_UNSHARE, do_wp_page
+
+    base = vpn & ~(HPAGE_PMD_NR - 1)
+    pmd = mm.pmds[base]
+    folio = pmd.folio
+    unshare = bool(flags & FAULT_FLAG_UNSHARE)
+    r = k.rules
+    if r.anon_exclusive and pf.PageAnonExclusive(folio.pages[0]):
+        return _reuse_pmd(k, vma, pmd, unshare)
+    if r.cow_fixes_part1:
+        swapcache = folio.swap is not None
+        if folio.refcount <= 1 + int(swapcache) * folio.nr and folio.refcount == 1:
+            folio_move_anon_rmap(folio)
+            return _reuse_pmd(k, vma, pmd, unshare)
+    elif folio.mapcount_total() == 1 and max(p.mapcount for p in folio.pages) == 0:
+        return _reuse_pmd(k, vma, pmd, unshare)  # reuse_swap_page() on the whole THP
+    if not r.thp_wp_split_fallback:
+        return _copy_huge_pmd_page(k, mm, vma, base, pmd)
+    split_huge_pmd(k, mm, base)  # split_fallback
+    pte = mm.ptes[vpn]
+    assert isinstance(pte, Pte)
+    return do_wp_page(k, mm, vma, vpn, pte, flags)
+
+
+def _copy_huge_pmd_page(k: Kernel, mm: MM, vma: VMA, base: int, pmd: Pmd) -> str:
+    """≤5.7 ``do_huge_pmd_wp_page_fallback``-era behaviour: copy the whole THP."""
+    old = pmd.folio
+    new = k.alloc_folio(HPAGE_PMD_ORDER)
+    for src, dst in zip(old.pages, new.pages, strict=True):
+        dst.data = src.data
+    folio_add_new_anon_rmap(k, new, RMAP_EXCLUSIVE, mm.name, pmd=True)
+    w = bool(vma.flags & VM_WRITE)
+    mm.pmds[base] = Pmd(new, write=w, dirty=True)
+    folio_remove_rmap_pmd(old, mm.name)
+    k.folio_put(old)
+    return "copied"
+
+
+def copy_huge_pmd(k: Kernel, src: MM, dst: MM, vma: VMA, base: int, pmd: Pmd) -> bool:
+    """``copy_huge_pmd()``: share the THP with the child, or split the parent's PMD when
+    the dup fails (pinned) and return False so the caller copies PTE by PTE."""
+    folio = pmd.folio
+    if folio_try_dup_anon_rmap_pmd(k, folio, src, dst.name) == EBUSY:
+        split_huge_pmd(k, src, base)
+        return False
+    k.folio_get(folio)
+    pmd.write = False
+    dst.pmds[base] = Pmd(folio, write=False, dirty=pmd.dirty)
+    del vma
+    return True
+
+
+def wp_can_reuse_large_anon_folio(k: Kernel, mm: MM, folio_obj: object) -> bool:
+    """``__wp_can_reuse_large_anon_folio()`` (6.15+): reuse a PTE-mapped large folio when
+    only this mm maps it, more than one page is mapped, and nothing but the mappings holds a
+    reference."""
+    from anonex.kernel.folio import Folio
+
+    assert isinstance(folio_obj, Folio)
+    folio = folio_obj
+    if folio.large_mapcount <= 1:
+        return False
+    if folio.maybe_mapped_shared():
+        return False
+    if folio.swap is not None:
+        from anonex.kernel.swap import folio_free_swap
+
+        folio_free_swap(k, folio)
+    if folio.large_mapcount != folio.refcount:
+        return False
+    del mm
+    return True
+
+
+__all__ = ["RMAP_NONE", "copy_huge_pmd", "do_huge_pmd_anonymous_page", "do_huge_pmd_wp_page",
+           "split_huge_pmd", "wp_can_reuse_large_anon_folio"]

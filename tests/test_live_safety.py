@@ -1,0 +1,120 @@
+"""anonex.live.safety: settings come back on every way out (plain files stand in for sysfs)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from anonex.live import safety
+
+
+def _file(tmp_path: Path, name: str, value: str) -> Path:
+    p = tmp_path / name
+    p.write_text(value + "\n")
+    return p
+
+
+def test_restores_on_exit_in_reverse_order(tmp_path: Path) -> None:
+    a = _file(tmp_path, "a", "1")
+    b = _file(tmp_path, "b", "always [madvise] never")
+    with safety.SystemState() as st:
+        st.set(str(a), "2")
+        st.set(str(a), "3")  # recorded once: the original wins
+        st.set(str(b), "never")
+        assert a.read_text() == "3"
+        assert [p for p, _ in st.saved] == [str(a), str(b)]
+        assert st.saved[1][1] == "madvise"  # a [selected] menu is restored to the word
+    assert a.read_text() == "1"
+    assert b.read_text() == "madvise"
+
+
+def test_restores_on_exception(tmp_path: Path) -> None:
+    a = _file(tmp_path, "a", "old")
+    with pytest.raises(RuntimeError), safety.SystemState() as st:
+        st.set(str(a), "new")
+        raise RuntimeError("boom")
+    assert a.read_text() == "old"
+
+
+def test_restore_failure_is_reported_and_others_still_restored(tmp_path: Path) -> None:
+    a = _file(tmp_path, "a", "1")
+    b = _file(tmp_path, "b", "x")
+    st = safety.SystemState().__enter__()
+    st.set(str(a), "2")
+    st.set(str(b), "y")
+    b.unlink()
+    b.mkdir()  # cannot be written back
+    failed = st.restore()
+    assert failed == [(str(b), "x")]
+    assert a.read_text() == "1"
+
+
+def test_run_cleanups_runs_each_once_newest_first() -> None:
+    seen: list[int] = []
+    safety.register_cleanup(lambda: seen.append(1))
+    t2 = safety.register_cleanup(lambda: seen.append(2))
+    safety.register_cleanup(lambda: seen.append(3))
+    safety.unregister_cleanup(t2)
+    safety.run_cleanups()
+    safety.run_cleanups()
+    assert seen == [3, 1]
+
+
+def _child(code: str) -> subprocess.Popen[str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1] / "src")
+    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], env=env,
+                            stdout=subprocess.PIPE, text=True)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_restores_on_signal(tmp_path: Path, sig: int) -> None:
+    a = _file(tmp_path, "a", "orig")
+    proc = _child(f"""
+        import time
+        from anonex.live import safety
+        st = safety.SystemState().__enter__()
+        st.set({str(a)!r}, "changed")
+        print("ready", flush=True)
+        time.sleep(30)
+    """)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "ready"
+    assert a.read_text() == "changed"
+    proc.send_signal(sig)
+    proc.wait(timeout=10)
+    assert a.read_text() == "orig"
+    assert proc.returncode != 0  # the signal still ends the process
+
+
+def test_restores_at_interpreter_exit(tmp_path: Path) -> None:
+    a = _file(tmp_path, "a", "orig")
+    proc = _child(f"""
+        from anonex.live import safety
+        st = safety.SystemState().__enter__()
+        st.set({str(a)!r}, "changed")
+    """)
+    proc.wait(timeout=10)
+    assert a.read_text() == "orig"
+
+
+def test_forked_child_does_not_restore(tmp_path: Path) -> None:
+    a = _file(tmp_path, "a", "orig")
+    st = safety.SystemState().__enter__()
+    try:
+        st.set(str(a), "changed")
+        pid = os.fork()
+        if pid == 0:
+            safety.run_cleanups()  # inherited registry: must do nothing here
+            os._exit(0)
+        os.waitpid(pid, 0)
+        assert a.read_text() == "changed"
+    finally:
+        st.restore()
+    assert a.read_text() == "orig"
