@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -336,6 +338,28 @@ def test_available_answers_with_a_reason() -> None:
     ok, why = available()
     assert isinstance(ok, bool)
     assert ok == (why == "")
+
+
+def test_available_needs_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    ok, why = available()
+    assert not ok and "root" in why
+
+
+def test_require_live_turns_skips_into_failures(tmp_path: Path) -> None:
+    (tmp_path / "pretend_no_live.py").write_text(
+        "import anonex.live\nanonex.live.available = lambda: (False, 'pretend: no root')\n")
+    repo = Path(__file__).resolve().parents[1]
+    target = "tests/test_live_backend.py::test_warmup_gives_zero_for_a_second_write"
+    for require, outcome in (("0", "1 skipped"), ("1", "1 error")):  # fails in the fixture
+        env = dict(os.environ, ANONEX_REQUIRE_LIVE=require,
+                   PYTHONPATH=f"{tmp_path}{os.pathsep}{repo / 'src'}")
+        r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rsf", "-p", "pretend_no_live",
+                            "-p", "no:cacheprovider", target],
+                           cwd=repo, env=env, capture_output=True, text=True, timeout=120)
+        assert outcome in r.stdout, r.stdout
+        assert (r.returncode == 0) == (require == "0")
+        assert "pretend: no root" in r.stdout
 
 
 def test_start_raises_live_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -105,7 +105,8 @@ def test_page_types_letters() -> None:
     assert letters["THP"] == "t"
     assert letters["KSM"] == "x"
     assert letters["MMAP_EXCLUSIVE"] == "1"
-    assert kpf.info(34) is not None and kpf.info(34).tool_name == "owner_2"  # type: ignore[union-attr]
+    row = kpf.info(34)
+    assert row is not None and row.tool_name == "owner_2"
     assert kpf.info(30) is None
 
 

@@ -412,6 +412,17 @@ class ModelBackend:
             mprotect(k, mm, vpns[0], vpns[0] + 1, "ro")  # as the live kernel does it
             mprotect(k, mm, vpns[0], vpns[0] + 1, "rw")
             return StepResult()
+        if op == "migrate":
+            from anonex.kernel.migrate import migrate_folio
+
+            mm = self._mm(st.proc)
+            for vpn in self._vpns(st.loc):
+                e = mm.ptes.get(vpn)
+                if mm.pmd_at(vpn) is not None or (isinstance(e, Pte) and e.page.folio.large):
+                    raise Unsupported("migrating a large folio: not in the model yet")
+                if isinstance(e, Pte):
+                    migrate_folio(k, e.page.folio)
+            return StepResult()
         if op == "ksm_scan":
             from anonex.kernel.ksm import ksm_scan
 
