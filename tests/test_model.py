@@ -25,9 +25,9 @@ from anonex.versions import KernelVersion
 from .conftest import model_run
 
 
-def model_state(text: str) -> ModelBackend:
+def model_state(text: str, version: str = "6.18") -> ModelBackend:
     """The model backend after running every step of *text*."""
-    be = ModelBackend()
+    be = ModelBackend(KernelVersion.parse(version))
     scen = parse(text, "t.cow")
     be.start(scen)
     for st in scen.steps:
@@ -592,3 +592,27 @@ expect d == "x"
     assert before[("P0", "A", 3)].page == after[("P0", "A", 3)].page  # pinned: stays
     assert after[("P0", "A", 0)].extra["pte_write"]
     assert not after[("P0", "A", 1)].extra["pte_write"]
+
+
+@pytest.mark.parametrize("version", ["6.18", "6.14"])
+def test_device_exclusive_keeps_flag_and_restores_writable(version: str) -> None:
+    from anonex.kernel.device import make_device_exclusive
+    from anonex.kernel.pgtable import DeviceExclusivePte
+
+    be = model_state('P0: mmap A anon 1\nP0: write A "x"\nP0: fork P1\n', version)
+    k = be.k
+    vpn = k.regions["A"]
+    mm = k.mms["P0"]
+    make_device_exclusive(k, mm, vpn)  # GUP write fault: COW away from P1 first
+    e = mm.ptes[vpn]
+    assert isinstance(e, DeviceExclusivePte)
+    page = e.page
+    assert pf.PageAnonExclusive(page)
+    assert page.mapcount == (1 if version == "6.18" else 0)
+    from anonex.kernel import invariants
+
+    assert invariants.check(k) == []
+    res = be.step(parse('P0: mmap A anon 1\nP0: write A "y" @w\n', "t.cow").steps[1])
+    assert res.finding is None and res.faults == 1
+    pte = mm.ptes[vpn]
+    assert isinstance(pte, Pte) and pte.page is page and pte.write and page.data == "y"

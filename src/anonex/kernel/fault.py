@@ -23,7 +23,7 @@ from __future__ import annotations
 from anonex.kernel import flags as pf
 from anonex.kernel.errors import KernelBug, Segfault
 from anonex.kernel.folio import Folio, Page, page_mapcount
-from anonex.kernel.pgtable import Pmd, Pte, SwapPte
+from anonex.kernel.pgtable import DeviceExclusivePte, Pmd, Pte, SwapPte
 from anonex.kernel.rmap import (
     RMAP_EXCLUSIVE,
     folio_add_new_anon_rmap,
@@ -75,8 +75,12 @@ def handle_mm_fault(k: Kernel, mm: MM, vpn: int, flags: int) -> str:
         from anonex.kernel.swap import do_swap_page
 
         return do_swap_page(k, mm, vma, vpn, entry, flags)
+    if isinstance(entry, DeviceExclusivePte):
+        from anonex.kernel.device import restore_exclusive_pte
+
+        entry = restore_exclusive_pte(k, mm, vpn)
     if not isinstance(entry, Pte):
-        raise Segfault("fault on a migration or device entry: not modelled for small pages yet")
+        raise Segfault("fault on a migration entry: migration is atomic in the model")
     if flags & (FAULT_FLAG_WRITE | FAULT_FLAG_UNSHARE):
         if not entry.write:
             return do_wp_page(k, mm, vma, vpn, entry, flags)

@@ -11,7 +11,7 @@ parent's PTE writable (5.9+). Swap entries lose their exclusive bit.
 from __future__ import annotations
 
 from anonex.kernel.fault import vm_normal_page
-from anonex.kernel.pgtable import Pte, SwapPte
+from anonex.kernel.pgtable import DeviceExclusivePte, MigrationPte, Pte, SwapPte
 from anonex.kernel.rmap import (
     EBUSY,
     RMAP_EXCLUSIVE,
@@ -56,6 +56,16 @@ def copy_present_pte(k: Kernel, src: MM, dst: MM, src_vma: VMA, dst_vma: VMA, vp
     dst.ptes[vpn] = child
 
 
+def copy_migration_pte(src: MM, dst: MM, vma: VMA, vpn: int, e: MigrationPte) -> None:
+    """``copy_nonpresent_pte()`` for a migration entry: in a COW mapping a writable or
+    readable-exclusive entry becomes readable in parent and child (the page is shared)."""
+    kind = e.kind
+    if kind != "readable" and is_cow_mapping(vma.flags):
+        kind = "readable"
+        src.ptes[vpn] = MigrationPte(e.page, kind)
+    dst.ptes[vpn] = MigrationPte(e.page, kind)
+
+
 def dup_mmap(k: Kernel, src: MM, child_name: str) -> MM:
     """``dup_mmap()``: a new mm for the child with copies of the parent's VMAs."""
     from anonex.kernel.swap import copy_swap_pte
@@ -85,6 +95,13 @@ def dup_mmap(k: Kernel, src: MM, child_name: str) -> MM:
                 copy_huge_pmd(k, src, dst, dvma, base, pmd)  # on failure: now PTE-mapped
         for vpn in range(vma.start, vma.end):
             e = src.ptes.get(vpn)
+            if isinstance(e, DeviceExclusivePte):
+                from anonex.kernel.device import restore_exclusive_pte
+
+                e = restore_exclusive_pte(k, src, vpn)  # try_restore_exclusive_pte()
+            elif isinstance(e, MigrationPte):
+                copy_migration_pte(src, dst, vma, vpn, e)
+                continue
             if isinstance(e, Pte):
                 copy_present_pte(k, src, dst, vma, dvma, vpn, e)
             elif isinstance(e, SwapPte):

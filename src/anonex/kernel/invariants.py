@@ -17,7 +17,7 @@ from collections import Counter
 from anonex.kernel import flags as pf
 from anonex.kernel.folio import GUP_PIN_COUNTING_BIAS, Folio, Page
 from anonex.kernel.gup import FOLL_PIN
-from anonex.kernel.pgtable import Pte, SwapPte
+from anonex.kernel.pgtable import DeviceExclusivePte, Pte, SwapPte
 from anonex.kernel.state import Kernel
 
 
@@ -55,6 +55,12 @@ def check(k: Kernel) -> list[str]:
                 if new_flag and e.write and f.anon and not _excl(page):
                     out.append(f"writable ⇒ exclusive broken: {mm.name} maps {page.name} "
                                f"writable at {vpn:#x} without PG_anon_exclusive")
+            elif isinstance(e, DeviceExclusivePte):
+                f = e.page.folio
+                folios[f.pfn] = f
+                refs[f.pfn] += 1
+                if k.rules.device_exclusive_mapped:
+                    maps[(f.pfn, e.page.index)] += 1
             elif isinstance(e, SwapPte):
                 s = k.swap.get(e.slot)
                 if s is None:
