@@ -6,6 +6,7 @@ says no, and fail instead when ``ANONEX_REQUIRE_LIVE=1``.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -320,6 +321,36 @@ def test_actor_killed_mid_run(backend: LiveBackend) -> None:
     assert _step(backend, "P2: read p -> v", THREE).value == "x"  # the others go on
     backend.finish()
     assert all(_gone(p) for p in pids.values()), pids
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_driver_killed_by_signal_cleans_up(live: None, sig: int) -> None:
+    code = f"""
+import json, time
+from anonex.live.backend import LiveBackend
+from anonex.scenario.parser import parse
+be = LiveBackend()
+scen = parse({('title "t"' + THREE)!r}, "t.cow")
+be.start(scen)
+for st in scen.steps:
+    assert be.step(st).error is None
+print(json.dumps([list(be.pids.values()), be.directories]), flush=True)
+time.sleep(60)
+"""
+    repo = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=str(repo / "src"))
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
+                            text=True)
+    assert proc.stdout is not None
+    pids, dirs = json.loads(proc.stdout.readline())
+    assert len(pids) == 3 and not any(_gone(p) for p in pids)
+    proc.send_signal(sig)
+    proc.wait(timeout=20)
+    deadline = time.monotonic() + 5  # the last orphans are reaped by init after the driver
+    while not all(_gone(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert all(_gone(p) for p in pids), pids
+    assert not any(os.path.exists(d) for d in dirs)
 
 
 def test_exit_reaps_and_orphans_are_ours(backend: LiveBackend) -> None:

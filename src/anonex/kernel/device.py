@@ -29,7 +29,9 @@ def make_device_exclusive(k: Kernel, mm: MM, vpn: int) -> None:
     assert isinstance(pte, Pte) and pte.write
     mm.ptes[vpn] = DeviceExclusivePte(page)
     if not k.rules.device_exclusive_mapped:
-        folio_remove_rmap_pte(page.folio, page, mm.name)  # ≤6.14: rmap removed, flag kept
+        # ≤6.14: the rmap and the mapping's reference go, the GUP reference stays
+        folio_remove_rmap_pte(page.folio, page, mm.name)
+        put_page(k, page)
     else:
         put_page(k, page)  # the mapping's reference stays with the entry
 
@@ -40,8 +42,8 @@ def restore_exclusive_pte(k: Kernel, mm: MM, vpn: int) -> Pte:
     assert isinstance(e, DeviceExclusivePte)
     page = e.page
     if not k.rules.device_exclusive_mapped:
+        # the GUP reference ≤6.14 kept becomes the mapping's
         folio_add_anon_rmap_pte(k, page.folio, page, RMAP_NONE, mm.name)
-        put_page(k, page)  # the GUP reference ≤6.14 kept goes to the mapping
     vma = mm.vma_or_fault(vpn)
     write = bool(vma.flags & VM_WRITE) and k.rules.anon_exclusive and \
         pf.PageAnonExclusive(page)

@@ -110,8 +110,9 @@ class LiveBackend:
         self._procs, self._regions, self._next_slot = {}, {}, 0
         self._active = True
         try:
-            self._token = safety.register_cleanup(self.finish)
+            # settings first, so that on a signal the actors die before settings return
             self._system = safety.SystemState().__enter__()
+            self._token = safety.register_cleanup(self.finish)
             self._fifo_dir = tempfile.mkdtemp(prefix="anonex-live-")
             base, self._dio_reason = direct_io_dir()
             self._data_dir = tempfile.mkdtemp(prefix="anonex-live-", dir=base) if base else None
