@@ -616,3 +616,20 @@ def test_device_exclusive_keeps_flag_and_restores_writable(version: str) -> None
     assert res.finding is None and res.faults == 1
     pte = mm.ptes[vpn]
     assert isinstance(pte, Pte) and pte.page is page and pte.write and page.data == "y"
+
+
+@pytest.mark.parametrize(("version", "tail_bit"), [("6.18", 1), ("6.9", 0)])
+def test_kpageflags_of_thp_tails(version: str, tail_bit: int) -> None:
+    """6.10+: tails mirror the head's bit 34; before, each page exported its own (G9)."""
+    from anonex.procfs import kpageflags as kpf
+
+    t = model_run("P0: mmap A thp\n", version)
+    ok(t)
+    head = obs(t, 0, "P0", 0).extra["kpf"]
+    tail = obs(t, 0, "P0", 7).extra["kpf"]
+    b34 = 1 << kpf.bit("OWNER_2")
+    assert head & b34
+    assert bool(tail & b34) == bool(tail_bit)
+    for name in ("ANON", "THP", "MMAP", "SWAPBACKED"):
+        assert tail & (1 << kpf.bit(name)), name
+    assert head & (1 << kpf.bit("COMPOUND_HEAD")) and tail & (1 << kpf.bit("COMPOUND_TAIL"))

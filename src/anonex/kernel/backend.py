@@ -51,6 +51,7 @@ from anonex.kernel.state import (
     huge_base,
 )
 from anonex.observation import PageObs, StepResult, Unsupported
+from anonex.procfs.stable import stable_page_flags
 from anonex.scenario import ast
 from anonex.versions import CURRENT, KernelVersion
 
@@ -125,7 +126,8 @@ class ModelBackend:
                 ksm=False, thp=not f.hugetlb, huge=f.hugetlb, zero=False, data=page.data,
                 extra={"refcount": f.refcount, "pincount": f.pincount, "pmd": True,
                        "pte_write": pmd.write, "pte_dirty": pmd.dirty,
-                       "flags": pf.flag_names(page.flags)},
+                       "flags": pf.flag_names(page.flags),
+                       "kpf": stable_page_flags(page, self.k.rules)},
             )
         e = mm.ptes.get(vpn)
         if isinstance(e, Pte):
@@ -140,7 +142,8 @@ class ModelBackend:
                 data=page.data,
                 extra={"refcount": f.refcount, "pincount": f.pincount,
                        "pte_write": e.write, "pte_dirty": e.dirty,
-                       "flags": pf.flag_names(page.flags)},
+                       "flags": pf.flag_names(page.flags),
+                       "kpf": stable_page_flags(page, self.k.rules)},
             )
         if isinstance(e, SwapPte):
             s = self.k.swap[e.slot]

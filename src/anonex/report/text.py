@@ -88,7 +88,7 @@ def _page_line(o: PageObs) -> str:
     pins = f" pins={ex['pincount']}" if ex.get("pincount") else ""
     fl = f" flags={'|'.join(ex['flags'])}" if ex.get("flags") else ""
     if "kpf" in ex:
-        fl = f" kpf={ex['kpf']:#x}"
+        fl += f" kpf={ex['kpf']:#x}"
     return (f"{o.proc} {o.region}[{o.index}]: {o.page} {' '.join(bits) or '-'} "
             f"map={o.mapcount}{ref}{pins}{pte}{fl} data={o.data!r}")
 
