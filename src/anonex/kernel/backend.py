@@ -15,6 +15,7 @@ from anonex.kernel import flags as pf
 from anonex.kernel import invariants
 from anonex.kernel.errors import KernelBug, Segfault
 from anonex.kernel.fault import FAULT_FLAG_WRITE, handle_mm_fault
+from anonex.kernel.folio import Page
 from anonex.kernel.fork import dup_mmap
 from anonex.kernel.gup import (
     FOLL_FAST_ONLY,
@@ -32,14 +33,13 @@ from anonex.kernel.madvise import madvise
 from anonex.kernel.mmap import exit_mmap, mmap_anon, mremap, munmap
 from anonex.kernel.mprotect import mprotect
 from anonex.kernel.oracle import Oracle
-from anonex.kernel.folio import Page
 from anonex.kernel.pgtable import MigrationPte, Pmd, Pte, SwapPte
 from anonex.kernel.state import (
     HPAGE_PMD_NR,
     MM,
+    VM_DONTCOPY,
     VM_HUGEPAGE,
     VM_HUGETLB,
-    VM_DONTCOPY,
     VM_NOHUGEPAGE,
     VM_READ,
     VM_WIPEONFORK,
@@ -367,6 +367,7 @@ class ModelBackend:
             return StepResult(value=join_tags(tags),
                               finding=self.oracle.check_pin(st.name, tags))
         if op in ("dio_read", "dio_write"):
+            before = k.nr_faults
             mm = self._mm(st.proc)
             vpns = self._vpns(st.loc)
             kind = FOLL_PIN if r.odirect_foll_pin else FOLL_GET
@@ -382,8 +383,10 @@ class ModelBackend:
                     tags.append(p.data)
                     problem = problem or self.oracle.check_read(mm.name, v, p.data, st.text())
                 self._put(p, kind)
-            return StepResult(value=None if write else join_tags(tags), finding=problem)
+            return StepResult(value=None if write else join_tags(tags), finding=problem,
+                              faults=int(k.nr_faults > before))
         if op in ("peek", "poke", "force_write"):
+            before = k.nr_faults
             self._mm(st.proc)
             target = self._mm(st.target)
             vpns = self._vpns(st.loc)
@@ -405,8 +408,10 @@ class ModelBackend:
                     p.data = st.tag or ""
                     self.oracle.write(target.name, v, st.tag or "")
                 self._put(p, kind)
+            # since 5.9 the faults GUP takes in the target count against the caller
+            faults = int(k.nr_faults > before) if r.remote_faults_to_caller else 0
             return StepResult(value=join_tags(tags) if op == "peek" else None,
-                              finding=problem)
+                              finding=problem, faults=faults)
         if op == "split":
             mm = self._mm(st.proc)
             vpns = self._vpns(st.loc)
@@ -420,11 +425,12 @@ class ModelBackend:
 
             mm = self._mm(st.proc)
             for vpn in self._vpns(st.loc):
-                e = mm.ptes.get(vpn)
-                if mm.pmd_at(vpn) is not None or (isinstance(e, Pte) and e.page.folio.large):
+                ent = mm.ptes.get(vpn)
+                if mm.pmd_at(vpn) is not None or (isinstance(ent, Pte) and
+                                                  ent.page.folio.large):
                     raise Unsupported("migrating a large folio: not in the model yet")
-                if isinstance(e, Pte):
-                    migrate_folio(k, e.page.folio)
+                if isinstance(ent, Pte):
+                    migrate_folio(k, ent.page.folio)
             return StepResult()
         if op == "ksm_scan":
             from anonex.kernel.ksm import ksm_scan

@@ -56,6 +56,7 @@ def vm_normal_page(k: Kernel, pte: Pte) -> Page | None:
 
 def handle_mm_fault(k: Kernel, mm: MM, vpn: int, flags: int) -> str:
     """``handle_mm_fault()`` → ``handle_pte_fault()`` for a private anonymous VMA."""
+    k.nr_faults += 1
     vma = mm.vma_or_fault(vpn)
     pmd = mm.pmd_at(vpn)
     if pmd is not None:
@@ -122,11 +123,29 @@ def do_anonymous_page(k: Kernel, mm: MM, vma: VMA, vpn: int, flags: int) -> str:
         mm.ptes[vpn] = Pte(k.zero_page, write=False, special=True)
         return "new"
     vma.anon_vma = True
-    folio = k.alloc_folio(0)
-    folio_add_new_anon_rmap(k, folio, RMAP_EXCLUSIVE)
     writable = bool(vma.flags & VM_WRITE)
-    mm.ptes[vpn] = Pte(folio.pages[0], write=writable, dirty=writable)
+    order = alloc_anon_folio_order(k, mm, vma, vpn)
+    folio = k.alloc_folio(order)
+    k.folio_get(folio, folio.nr - 1)  # folio_ref_add(folio, nr_pages - 1)
+    folio_add_new_anon_rmap(k, folio, RMAP_EXCLUSIVE, mm.name)
+    start = vpn & ~((1 << order) - 1)
+    for i, page in enumerate(folio.pages):
+        mm.ptes[start + i] = Pte(page, write=writable, dirty=writable)
     return "new"
+
+
+def alloc_anon_folio_order(k: Kernel, mm: MM, vma: VMA, vpn: int) -> int:
+    """``alloc_anon_folio()``: the largest enabled mTHP order whose aligned range lies in
+    the VMA with no PTE yet (madvise mode: only in VM_HUGEPAGE VMAs), else 0."""
+    if not vma.flags & VM_HUGEPAGE or vma.flags & VM_NOHUGEPAGE:
+        return 0
+    for order in sorted(k.mthp_orders, reverse=True):
+        n = 1 << order
+        start = vpn & ~(n - 1)
+        if start >= vma.start and start + n <= vma.end and \
+                not any(v in mm.ptes for v in range(start, start + n)):
+            return order
+    return 0
 
 
 def wp_can_reuse_anon_folio(k: Kernel, folio: Folio, mm: MM | None = None) -> bool:

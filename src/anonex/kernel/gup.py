@@ -132,19 +132,19 @@ def _follow_page_pte(k: Kernel, mm: MM, vma: VMA, vpn: int,
     pmd = mm.pmd_at(vpn)
     if pmd is not None:
         page = pmd.folio.pages[vpn - huge_base(vpn)]
-        if gup_flags & FOLL_WRITE and not pmd.write:
-            if not (gup_flags & FOLL_FORCE and k.rules.foll_force_exclusive and
-                    not vma.flags & VM_WRITE and not pmd.folio.hugetlb and
-                    pf.PageAnonExclusive(pmd.folio.pages[0])):
-                return "fault"
+        forced_ok = bool(gup_flags & FOLL_FORCE) and k.rules.foll_force_exclusive and \
+            not vma.flags & VM_WRITE and not pmd.folio.hugetlb and \
+            pf.PageAnonExclusive(pmd.folio.pages[0])
+        if gup_flags & FOLL_WRITE and not pmd.write and not forced_ok:
+            return "fault"
         if not pmd.write and gup_must_unshare(k, vma, gup_flags, pmd.folio.pages[0]):
             return "unshare"
         return page
     entry = mm.ptes.get(vpn)
     if not isinstance(entry, Pte):
         return "fault"
-    page = vm_normal_page(k, entry)
-    if gup_flags & FOLL_WRITE and not can_follow_write_pte(k, entry, page, vma, gup_flags):
+    normal = vm_normal_page(k, entry)
+    if gup_flags & FOLL_WRITE and not can_follow_write_pte(k, entry, normal, vma, gup_flags):
         return "fault"
     target = entry.page
     if not entry.write and gup_must_unshare(k, vma, gup_flags, target):

@@ -14,7 +14,12 @@ from __future__ import annotations
 from anonex.kernel import flags as pf
 from anonex.kernel.errors import KernelBug
 from anonex.kernel.pgtable import Pmd
-from anonex.kernel.rmap import EBUSY, folio_move_anon_rmap, folio_remove_rmap_pmd, hugetlb_try_dup_anon_rmap
+from anonex.kernel.rmap import (
+    EBUSY,
+    folio_move_anon_rmap,
+    folio_remove_rmap_pmd,
+    hugetlb_try_dup_anon_rmap,
+)
 from anonex.kernel.state import HPAGE_PMD_ORDER, MM, VM_WRITE, VMA, Kernel, is_cow_mapping
 
 

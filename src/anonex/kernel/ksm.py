@@ -88,9 +88,9 @@ def ksm_scan(k: Kernel) -> int:
     merged = 0
     stable: dict[str, Folio] = {}
     for mm in k.mms.values():
-        for e in mm.ptes.values():
-            if isinstance(e, Pte) and e.page.folio.ksm:
-                stable.setdefault(e.page.data, e.page.folio)
+        for entry in mm.ptes.values():
+            if isinstance(entry, Pte) and entry.page.folio.ksm:
+                stable.setdefault(entry.page.data, entry.page.folio)
     unstable: dict[str, tuple[MM, int]] = {}
     for mm, vpn, _ in _candidates(k):
         e = mm.ptes.get(vpn)

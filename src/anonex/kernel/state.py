@@ -142,8 +142,12 @@ class Kernel:
         self.next_slot = 1
         self.regions: dict[str, int] = {}  # region name -> base vpn
         self.freed: list[Folio] = []  # folios freed since the last invariant check
+        self.nr_faults = 0  # handle_mm_fault() calls, for fault counts of GUP users
         self.ksm_mms: list[str] = []  # mms registered with KSM, in ksm_enter order
         self.ksm_use_zero_pages = False  # /sys/kernel/mm/ksm/use_zero_pages
+        # mTHP orders enabled in madvise mode (hugepages-64kB/enabled = madvise); mTHP
+        # exists from 6.8
+        self.mthp_orders: frozenset[int] = frozenset({4}) if self.rules.mthp else frozenset()
 
     @property
     def zero_page(self) -> Page:

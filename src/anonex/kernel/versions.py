@@ -50,6 +50,9 @@ BOUNDARIES: tuple[Boundary, ...] = (
              "a write to a shared PMD THP splits the PMD and copies one 4 KiB page"),
     Boundary("reuse_by_page_count", _v("5.9"), '09854ba94c6a "mm: do_wp_page() simplification"',
              "PTE write-fault reuse needs page_count == 1 (any extra reference copies)"),
+    Boundary("remote_faults_to_caller", _v("5.9"), 'bce617edecad "mm: do page fault accounting '
+             'in handle_mm_fault"', "faults GUP takes on another mm count against the "
+             "calling thread (before: the target task)"),
     Boundary("fork_copies_pinned", _v("5.9"), '70e806e4e645 "mm: Do early cow for pinned pages '
              'during fork() for ptes"', "fork gives the child a copy of maybe-pinned pages of "
              "an mm with MMF_HAS_PINNED (has_pinned)"),
@@ -78,6 +81,8 @@ BOUNDARIES: tuple[Boundary, ...] = (
     Boundary("odirect_foll_pin", _v("6.3"), '"block: convert bio_iov_iter_get_pages to '
              'iov_iter_extract_pages" (for-6.3/dio)', "O_DIRECT takes FOLL_PIN instead of "
              "FOLL_GET", note="version inferred from branch names"),
+    Boundary("mthp", _v("6.8"), '"mm: thp: support allocation of anonymous multi-size THP"',
+             "anonymous folios of orders between 0 and PMD (mTHP), PTE-mapped"),
     Boundary("no_large_folio_refcount_reuse", _v("6.9"), '"mm: prohibit the last subpage from '
              'reusing the entire large folio"', "wp_can_reuse_anon_folio refuses large folios"),
     Boundary("kpageflags_from_head", _v("6.10"), 'dee3d0bef2b0 "proc: rewrite '

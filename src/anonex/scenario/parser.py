@@ -35,6 +35,7 @@ _DESCRIBE: dict[str, str] = {
     "PAGESTATE": "a page state (exclusive, swapped, present, none, ksm, thp, zero)",
     "OUTCOME": "a fault outcome (new, reused, copied, swapin)",
     "PROT": "a protection (ro, rw, none)",
+    "NONE": "none",
     "ADVICE": "a madvise advice (dontfork, dofork, wipeonfork, keeponfork, pageout, dontneed, "
               "hugepage, nohugepage, collapse, mergeable, unmergeable, populate-read, "
               "populate-write)",
