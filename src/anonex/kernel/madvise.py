@@ -81,15 +81,34 @@ def madvise_pageout(k: Kernel, mm: MM, start: int, end: int) -> None:
     silently, as are the zero page and pinned pages)."""
     from anonex.kernel.swap import shrink_folio
 
-    if any(start <= b < end or b <= start < b + 512 for b in mm.pmds):
-        raise Unsupported("MADV_PAGEOUT of a huge page: not in the model yet")
+    seen: set[int] = set()
     for vpn in range(start, end):
+        pmd = mm.pmd_at(vpn)
         e = mm.ptes.get(vpn)
-        if not isinstance(e, Pte) or e.special:
+        if pmd is not None:
+            folio = pmd.folio
+        elif isinstance(e, Pte) and not e.special:
+            folio = e.page.folio
+        else:
             continue
-        if e.page.folio.large:
-            raise Unsupported("MADV_PAGEOUT of a large folio: not in the model yet")
-        folio = e.page.folio
-        if not folio.anon or folio.mapcount_total() != 1:
+        if id(folio) in seen or not folio.anon:
             continue
-        shrink_folio(k, mm, vpn, e)
+        seen.add(id(folio))
+        # folio_maybe_mapped_shared() / folio_mapcount() != 1: skip shared folios
+        if folio.large:
+            if folio.maybe_mapped_shared() or any(
+                    p.mapcount > 1 for p in folio.pages) or folio.entire_mapcount > 1:
+                continue
+            if not _mapped_only_within(mm, folio, start, end):
+                continue  # the kernel would split the folio first; anonex leaves it
+        elif folio.mapcount_total() != 1:
+            continue
+        shrink_folio(k, folio)
+
+
+def _mapped_only_within(mm: MM, folio: object, start: int, end: int) -> bool:
+    for base, pmd in mm.pmds.items():
+        if pmd.folio is folio and not (start <= base and base + 512 <= end):
+            return False
+    return all(start <= vpn < end for vpn, e in mm.ptes.items()
+               if isinstance(e, Pte) and e.page.folio is folio)

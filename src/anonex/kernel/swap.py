@@ -9,6 +9,10 @@ the unmap, while the folio may be pinned) and sets the bit in the entry. Swap-in
 page exclusive when the entry says so, or when the folio is fresh (the zram bypass of the
 swap cache, kept until 6.18), or when no one else holds a reference. fork clears the bit in
 the parent's entry and gives the child a non-exclusive one.
+
+A large folio is swapped out whole (THP_SWAP): one slot per page, consecutive, the PMD split
+first (``TTU_SPLIT_HUGE_PMD``, so every subpage inherits the head's exclusivity). Swap-in
+brings pages back one by one as small folios (anonex does not model mTHP swap-in).
 """
 
 from __future__ import annotations
@@ -40,43 +44,52 @@ def _maybe_release_slot(k: Kernel, slot: int) -> None:
         del k.swap[slot]
 
 
+def folio_swapped(k: Kernel, folio: Folio) -> bool:
+    """``folio_swapped()``: does any swap entry still reference one of the folio's slots?"""
+    assert folio.swap is not None
+    return any(swap_count(k, folio.swap + i) for i in range(folio.nr))
+
+
 def folio_free_swap(k: Kernel, folio: Folio) -> bool:
     """``folio_free_swap()``: drop the folio from the swap cache if no swap entry still
-    references its slot."""
-    slot = folio.swap
-    if slot is None or swap_count(k, slot) > 0:
+    references its slots."""
+    if folio.swap is None or folio_swapped(k, folio):
         return False
     _delete_from_swap_cache(k, folio)
     return True
 
 
 def _add_to_swap_cache(k: Kernel, folio: Folio) -> int:
-    slot = k.next_slot
-    k.next_slot += 1
-    k.swap[slot] = SwapSlot(data=[p.data for p in folio.pages], count=0, cache=folio)
-    folio.swap = slot
+    """``folio_alloc_swap()`` + ``add_to_swap_cache()``: nr slots, nr references."""
+    base = k.next_slot
+    k.next_slot += folio.nr
+    for i, p in enumerate(folio.pages):
+        k.swap[base + i] = SwapSlot(data=[p.data], count=0, cache=folio)
+    folio.swap = base
     pf.set_page_flag(folio.pages[0], "swapcache")
-    k.folio_get(folio)
-    return slot
+    k.folio_get(folio, folio.nr)
+    return base
 
 
 def _delete_from_swap_cache(k: Kernel, folio: Folio) -> None:
-    slot = folio.swap
-    assert slot is not None
-    s = k.swap[slot]
-    s.cache = None
+    base = folio.swap
+    assert base is not None
+    for i in range(folio.nr):
+        k.swap[base + i].cache = None
+        _maybe_release_slot(k, base + i)
     folio.swap = None
     pf.clear_page_flag(folio.pages[0], "swapcache")
-    _maybe_release_slot(k, slot)
-    k.folio_put(folio)
+    k.folio_put(folio, folio.nr)
 
 
 def swap_free(k: Kernel, slot: int) -> None:
     """``swap_free()`` / ``free_swap_and_cache()`` for one entry being dropped."""
     s = k.swap[slot]
     s.count -= 1
-    if s.count == 0 and s.cache is not None and s.cache.mapcount_total() == 0:
-        _delete_from_swap_cache(k, s.cache)
+    cache = s.cache
+    if s.count == 0 and cache is not None and cache.mapcount_total() == 0 and \
+            not any(p.mapcount for p in cache.pages):
+        folio_free_swap(k, cache)
     _maybe_release_slot(k, slot)
 
 
@@ -84,8 +97,8 @@ def try_to_unmap_one(k: Kernel, mm: MM, vpn: int, pte: Pte) -> bool:
     """``try_to_unmap_one()`` for one PTE of an anon page in the swap cache."""
     page = pte.page
     folio = page.folio
-    slot = folio.swap
-    assert slot is not None
+    assert folio.swap is not None
+    slot = folio.swap + page.index
     anon_exclusive = k.rules.anon_exclusive and pf.PageAnonExclusive(page)
     del mm.ptes[vpn]  # ptep_clear_flush
     k.swap[slot].count += 1  # swap_duplicate
@@ -94,28 +107,34 @@ def try_to_unmap_one(k: Kernel, mm: MM, vpn: int, pte: Pte) -> bool:
         mm.ptes[vpn] = pte
         return False
     mm.ptes[vpn] = SwapPte(slot, exclusive=anon_exclusive)
-    folio_remove_rmap_pte(folio, page)
+    folio_remove_rmap_pte(folio, page, mm.name)
     k.folio_put(folio)
     return True
 
 
-def shrink_folio(k: Kernel, mm: MM, vpn: int, pte: Pte) -> bool:
-    """Reclaim of one small anon folio (``shrink_folio_list`` for MADV_PAGEOUT): add to swap,
-    unmap, write out, free. Pinned folios are not put in the swap cache (5.11+), and the
-    unmap fails for them anyway from 5.19."""
-    folio = pte.page.folio
-    if folio.large:
-        raise NotImplementedError("swap-out of large folios: next issue")
-    if folio_maybe_dma_pinned(folio):
+def shrink_folio(k: Kernel, folio: Folio) -> bool:
+    """Reclaim of one anon folio (``shrink_folio_list`` for MADV_PAGEOUT): add to swap,
+    unmap every mapping (splitting PMDs first), write out, free. Pinned folios are not put
+    in the swap cache (5.11+); the unmap fails for them anyway from 5.19."""
+    from anonex.kernel.thp import split_huge_pmd
+
+    if folio_maybe_dma_pinned(folio) or folio.hugetlb or folio.ksm:
         return False
     if folio.swap is None:
         _add_to_swap_cache(k, folio)
-    slot = folio.swap
-    assert slot is not None
-    if not try_to_unmap_one(k, mm, vpn, pte):
-        return False
-    k.swap[slot].data = [p.data for p in folio.pages]  # pageout()
-    if folio.refcount == 1:  # only the swap cache is left: reclaim frees it
+    for mm in k.mms.values():
+        for base, pmd in list(mm.pmds.items()):
+            if pmd.folio is folio:
+                split_huge_pmd(k, mm, base)  # TTU_SPLIT_HUGE_PMD
+    for mm in k.mms.values():
+        for vpn, e in sorted(mm.ptes.items()):
+            if isinstance(e, Pte) and e.page.folio is folio and \
+                    not try_to_unmap_one(k, mm, vpn, e):
+                return False
+    assert folio.swap is not None
+    for i, p in enumerate(folio.pages):  # pageout()
+        k.swap[folio.swap + i].data = [p.data]
+    if folio.refcount == folio.nr:  # only the swap cache is left: reclaim frees it
         _delete_from_swap_cache(k, folio)
     return True
 
@@ -143,13 +162,10 @@ def do_swap_page(k: Kernel, mm: MM, vma: VMA, vpn: int, entry: SwapPte, flags: i
         if r.swapin_sync_bypass and s.count == 1:
             fresh = True  # SWP_SYNCHRONOUS_IO: skip the swap cache
         else:
-            k.swap[entry.slot].cache = folio
-            folio.swap = entry.slot
-            pf.set_page_flag(folio.pages[0], "swapcache")
-            k.folio_get(folio)  # the swap cache's reference
+            _add_to_swap_cache_at(k, folio, entry.slot)
     else:
         k.folio_get(folio)  # the reference the new mapping will own
-    page = folio.pages[0]
+    page = folio.pages[0] if folio.swap is None else folio.pages[entry.slot - folio.swap]
     if r.anon_exclusive:
         if folio.anon and pf.PageAnonExclusive(page):
             raise KernelBug("BUG_ON(folio_test_anon(folio) && PageAnonExclusive(page)) in "
@@ -165,7 +181,8 @@ def do_swap_page(k: Kernel, mm: MM, vma: VMA, vpn: int, entry: SwapPte, flags: i
     old_sole = page.mapcount + s.count <= 1
     # swap_free_nr(): this PTE's swap reference goes before the page is mapped (6.18).
     s.count -= 1
-    if folio.swap is not None and write and not folio.ksm and folio.refcount == 2:
+    if folio.swap is not None and write and not folio.ksm and \
+            folio.refcount == folio.nr + 1:
         folio_free_swap(k, folio)  # should_try_to_free_swap()
     _maybe_release_slot(k, entry.slot)
     pte = Pte(page, write=False, dirty=False)
@@ -186,9 +203,9 @@ def do_swap_page(k: Kernel, mm: MM, vma: VMA, vpn: int, entry: SwapPte, flags: i
         pte.dirty = True
         write = False
     if not folio.anon:
-        folio_add_new_anon_rmap(k, folio, rmap)
+        folio_add_new_anon_rmap(k, folio, rmap, mm.name)
     else:
-        folio_add_anon_rmap_pte(k, folio, page, rmap)
+        folio_add_anon_rmap_pte(k, folio, page, rmap, mm.name)
     mm.ptes[vpn] = pte
     if r.anon_exclusive and pte.write and not pf.PageAnonExclusive(page):
         raise KernelBug("VM_BUG_ON(pte_write(pte) && !PageAnonExclusive(page)) in "
@@ -196,3 +213,11 @@ def do_swap_page(k: Kernel, mm: MM, vma: VMA, vpn: int, entry: SwapPte, flags: i
     if write:
         do_wp_page(k, mm, vma, vpn, pte, flags)
     return "swapin"
+
+
+def _add_to_swap_cache_at(k: Kernel, folio: Folio, slot: int) -> None:
+    """``swapin_readahead()``: a new small folio read into the swap cache for *slot*."""
+    k.swap[slot].cache = folio
+    folio.swap = slot
+    pf.set_page_flag(folio.pages[0], "swapcache")
+    k.folio_get(folio)
