@@ -19,7 +19,7 @@ from anonex.kernel.gup import FOLL_GET, FOLL_PIN, FOLL_WRITE, get_user_pages, gu
 from anonex.kernel.pgtable import Pte
 from anonex.kernel.versions import BOUNDARIES, Rules, boundary_versions
 from anonex.scenario.parser import parse
-from anonex.scenario.runner import Trace
+from anonex.scenario.runner import Trace, run
 from anonex.versions import KernelVersion
 
 from .conftest import model_run
@@ -623,7 +623,8 @@ def test_kpageflags_of_thp_tails(version: str, tail_bit: int) -> None:
     """6.10+: tails mirror the head's bit 34; before, each page exported its own (G9)."""
     from anonex.procfs import kpageflags as kpf
 
-    t = model_run("P0: mmap A thp\n", version)
+    t = run(parse("P0: mmap A thp\n", "t.cow"),
+            ModelBackend(KernelVersion.parse(version), detail=True))
     ok(t)
     head = obs(t, 0, "P0", 0).extra["kpf"]
     tail = obs(t, 0, "P0", 7).extra["kpf"]

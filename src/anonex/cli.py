@@ -107,7 +107,7 @@ def run_cmd(
 ) -> None:
     """Run one scenario on the model at a kernel version."""
     scen = _parse_all(_collect([file]))[0]
-    t = run(scen, ModelBackend(_version(kernel)))
+    t = run(scen, ModelBackend(_version(kernel), detail=show_trace or as_json))
     _emit_one(t, show_trace, as_json)
 
 

@@ -67,7 +67,8 @@ class ModelBackend:
     """The kernel model at one version, behind the :class:`~anonex.observation.Backend`
     protocol."""
 
-    def __init__(self, version: KernelVersion = CURRENT) -> None:
+    def __init__(self, version: KernelVersion = CURRENT, detail: bool = False) -> None:
+        self.detail = detail  # raw flag words and kpageflags in observations (for --trace)
         self.version = version
         self.name = f"model@{version}"
         self.k = Kernel(version)
@@ -124,10 +125,7 @@ class ModelBackend:
                 anon_exclusive=f.anon and pf.PageAnonExclusive(head),
                 mapcount=page.mapcount + f.entire_mapcount,
                 ksm=False, thp=not f.hugetlb, huge=f.hugetlb, zero=False, data=page.data,
-                extra={"refcount": f.refcount, "pincount": f.pincount, "pmd": True,
-                       "pte_write": pmd.write, "pte_dirty": pmd.dirty,
-                       "flags": pf.flag_names(page.flags),
-                       "kpf": stable_page_flags(page, self.k.rules)},
+                extra=self._extra(page, f.refcount, f.pincount, pmd.write, pmd.dirty, True),
             )
         e = mm.ptes.get(vpn)
         if isinstance(e, Pte):
@@ -140,10 +138,7 @@ class ModelBackend:
                 mapcount=0 if f.zero else page.mapcount + f.entire_mapcount,
                 ksm=f.ksm, thp=f.large and not f.hugetlb, huge=f.hugetlb, zero=f.zero,
                 data=page.data,
-                extra={"refcount": f.refcount, "pincount": f.pincount,
-                       "pte_write": e.write, "pte_dirty": e.dirty,
-                       "flags": pf.flag_names(page.flags),
-                       "kpf": stable_page_flags(page, self.k.rules)},
+                extra=self._extra(page, f.refcount, f.pincount, e.write, e.dirty, False),
             )
         if isinstance(e, SwapPte):
             s = self.k.swap[e.slot]
@@ -155,6 +150,16 @@ class ModelBackend:
             return PageObs(mm.name, region, i, "swapped", data=e.page.data,
                            extra={"migration": e.kind})
         return PageObs(mm.name, region, i, "none")
+
+    def _extra(self, page: Page, ref: int, pins: int, w: bool, d: bool,
+               pmd: bool) -> dict[str, Any]:
+        ex: dict[str, Any] = {"refcount": ref, "pincount": pins, "pte_write": w, "pte_dirty": d}
+        if pmd:
+            ex["pmd"] = True
+        if self.detail:
+            ex["flags"] = pf.flag_names(page.flags)
+            ex["kpf"] = stable_page_flags(page, self.k.rules)
+        return ex
 
     def _pin_coherence(self) -> list[str]:
         out: list[str] = []
