@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from anonex.kernel.errors import Segfault
 from anonex.kernel.fault import FAULT_FLAG_WRITE, handle_mm_fault
-from anonex.kernel.mmap import split_range, zap_range
+from anonex.kernel.mmap import split_range, vma_merge, zap_range
 from anonex.kernel.pgtable import Pte
 from anonex.kernel.state import (
     MM,
@@ -42,6 +42,7 @@ def madvise(k: Kernel, mm: MM, start: int, end: int, advice: str) -> None:
             vma.flags = vma.flags | bit if on else vma.flags & ~bit
             if advice in ("hugepage", "nohugepage"):
                 vma.flags = vma.flags | VM_NOHUGEPAGE if not on else vma.flags & ~VM_NOHUGEPAGE
+        vma_merge(mm)
         return
     for vpn in range(start, end):
         mm.vma_or_fault(vpn)
@@ -64,14 +65,20 @@ def madvise(k: Kernel, mm: MM, start: int, end: int, advice: str) -> None:
     elif advice == "mergeable":
         for vma in split_range(mm, start, end):
             vma.flags |= VM_MERGEABLE
+        vma_merge(mm)
         if mm.name not in k.ksm_mms:
             k.ksm_mms.append(mm.name)  # __ksm_enter()
+    elif advice == "collapse":
+        from anonex.kernel.thp import madvise_collapse
+
+        madvise_collapse(k, mm, start, end)
     elif advice == "unmergeable":
         from anonex.kernel.ksm import break_ksm
 
         break_ksm(k, mm, start, end)
         for vma in split_range(mm, start, end):
             vma.flags &= ~VM_MERGEABLE
+        vma_merge(mm)
     else:
         raise Unsupported(f"madvise {advice}: not in the model yet (next issue: KSM, THP)")
 

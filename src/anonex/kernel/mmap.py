@@ -57,6 +57,20 @@ def split_range(mm: MM, start: int, end: int) -> list[VMA]:
     return out
 
 
+def vma_merge(mm: MM) -> None:
+    """``vma_merge()``: adjacent VMAs with the same flags become one again (pieces of one
+    split VMA share their anon_vma, so they always qualify)."""
+    out: list[VMA] = []
+    for v in sorted(mm.vmas, key=lambda v: v.start):
+        if out and out[-1].end == v.start and out[-1].flags == v.flags:
+            prev = out[-1]
+            out[-1] = VMA(prev.start, prev.npages + v.npages, prev.flags,
+                          prev.anon_vma or v.anon_vma)
+        else:
+            out.append(v)
+    mm.vmas = out
+
+
 def zap_entry(k: Kernel, entry: Entry, mm: str = "") -> None:
     """``zap_pte_range()`` for one entry: drop its rmap and reference, or its swap count."""
     if isinstance(entry, Pte):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from anonex.kernel import flags as pf
 from anonex.kernel.fault import vm_normal_page
-from anonex.kernel.mmap import split_huge_pmds_at_edges, split_range
+from anonex.kernel.mmap import split_huge_pmds_at_edges, split_range, vma_merge
 from anonex.kernel.pgtable import Pmd, Pte
 from anonex.kernel.state import MM, VM_READ, VM_WRITE, Kernel
 
@@ -61,3 +61,4 @@ def mprotect(k: Kernel, mm: MM, start: int, end: int, prot: str) -> None:
                 e.write = False
             elif not e.write and can_change_pte_writable(k, e):
                 e.write = True
+    vma_merge(mm)

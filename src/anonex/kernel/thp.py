@@ -153,3 +153,49 @@ def wp_can_reuse_large_anon_folio(k: Kernel, mm: MM, folio_obj: object) -> bool:
 
 __all__ = ["RMAP_NONE", "copy_huge_pmd", "do_huge_pmd_anonymous_page", "do_huge_pmd_wp_page",
            "split_huge_pmd", "wp_can_reuse_large_anon_folio"]
+
+
+def madvise_collapse(k: Kernel, mm: MM, start: int, end: int) -> None:
+    """``MADV_COLLAPSE`` (mm/khugepaged.c ``collapse_huge_page``): copy each fully covered,
+    PTE-mapped 2 MiB range into a new THP, head exclusive, mapped by one PMD.
+
+    Every PTE must map an anon page that only the mapping references (extra references, such
+    as pins, make ``__collapse_huge_page_isolate`` fail); pages shared with other processes
+    are allowed (MADV_COLLAPSE does not apply khugepaged's ``max_ptes_shared``) and stay
+    with them. Fails with EINVAL before 6.1, where the advice does not exist.
+    """
+    from anonex.kernel.errors import Segfault
+    from anonex.kernel.rmap import folio_remove_rmap_pte
+
+    if not k.rules.madv_collapse:
+        raise Segfault("EINVAL: MADV_COLLAPSE does not exist before 6.1")
+    base = (start + HPAGE_PMD_NR - 1) & ~(HPAGE_PMD_NR - 1)
+    while base + HPAGE_PMD_NR <= end:
+        if base in mm.pmds:
+            base += HPAGE_PMD_NR
+            continue
+        vma = mm.vma_or_fault(base)
+        if vma.start > base or vma.end < base + HPAGE_PMD_NR:
+            raise Segfault("EINVAL: the range is not one VMA")
+        old: list[Pte] = []
+        for vpn in range(base, base + HPAGE_PMD_NR):
+            e = mm.ptes.get(vpn)
+            if not isinstance(e, Pte) or e.special or not e.page.folio.anon or \
+                    e.page.folio.ksm:
+                raise Segfault("EINVAL: MADV_COLLAPSE needs every page present and anon")
+            f = e.page.folio
+            if f.refcount != f.mapcount_total() + (0 if f.swap is None else f.nr) and \
+                    not f.large:
+                raise Segfault("EAGAIN: a page has extra references (pinned?)")
+            old.append(e)
+        new = k.alloc_folio(HPAGE_PMD_ORDER)
+        for e, page in zip(old, new.pages, strict=True):
+            page.data = e.page.data
+        folio_add_new_anon_rmap(k, new, RMAP_EXCLUSIVE, mm.name, pmd=True)
+        for vpn, e in zip(range(base, base + HPAGE_PMD_NR), old, strict=True):
+            del mm.ptes[vpn]
+            folio_remove_rmap_pte(e.page.folio, e.page, mm.name)
+            k.folio_put(e.page.folio)
+        w = bool(vma.flags & VM_WRITE)
+        mm.pmds[base] = Pmd(new, write=w, dirty=True)
+        base += HPAGE_PMD_NR

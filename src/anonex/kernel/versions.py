@@ -72,6 +72,8 @@ BOUNDARIES: tuple[Boundary, ...] = (
              "mprotect(PROT_WRITE) maps exclusive anon pages writable at once"),
     Boundary("mprotect_upgrade_clean", _v("6.2"), '"mm/mprotect: allow clean exclusive anon '
              'pages to be writable"', "the mprotect upgrade no longer needs a dirty PTE"),
+    Boundary("madv_collapse", _v("6.1"), '"mm/madvise: introduce MADV_COLLAPSE sync hugepage '
+             'collapse"', "MADV_COLLAPSE copies a PTE-mapped range into a new THP"),
     Boundary("ro_longterm_unshare_any", _v("6.2"), '"mm/gup: reliable R/O long-term pinning in '
              'COW mappings"', "a R/O FOLL_LONGTERM pin unshares any page of a COW mapping "
              "(zero page, pagecache)"),
