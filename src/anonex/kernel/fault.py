@@ -180,11 +180,21 @@ def wp_can_reuse_anon_folio(k: Kernel, folio: Folio, mm: MM | None = None) -> bo
 
 
 def _reuse_swap_page(k: Kernel, page: Page) -> bool:
-    """``reuse_swap_page()`` (≤5.17): mapcount + swapcount ≤ 1; frees the swap cache."""
+    """``reuse_swap_page()`` (≤5.17): mapcount + swapcount ≤ 1; frees the swap cache.
+
+    For a THP the count is the largest (subpage mapcount + subpage swap count) over all
+    subpages plus the PMD mapcount (``page_trans_huge_mapcount``), so a THP is reused only
+    when no subpage is mapped twice."""
     folio = page.folio
     from anonex.kernel.swap import folio_free_swap, swap_count
 
-    count = page_mapcount(page) + (swap_count(k, folio.swap) if folio.swap is not None else 0)
+    def swaps(i: int) -> int:
+        return swap_count(k, folio.swap + i) if folio.swap is not None else 0
+
+    if folio.large and not folio.hugetlb:
+        count = max(p.mapcount + swaps(p.index) for p in folio.pages) + folio.entire_mapcount
+    else:
+        count = page_mapcount(page) + swaps(0)
     if count > 1:
         return False
     if folio.swap is not None:

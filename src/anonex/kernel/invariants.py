@@ -76,7 +76,8 @@ def check(k: Kernel) -> list[str]:
             folios[f.pfn] = f
             refs[f.pfn] += GUP_PIN_COUNTING_BIAS if pin.gup_flags & FOLL_PIN and \
                 not f.large else 1
-            pinned = r.page.folio.pages[0] if f.hugetlb else r.page
+            # hugetlb and PMD-mapped THPs keep the flag on the head
+            pinned = f.pages[0] if f.hugetlb or f.entire_mapcount else r.page
             if new_flag and pin.gup_flags & FOLL_PIN and f.anon and not _excl(pinned):
                 out.append(f"pinned ⇒ exclusive broken: {r.page.name} is pinned but not "
                            "PG_anon_exclusive")

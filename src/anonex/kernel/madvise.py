@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from anonex.kernel.errors import Segfault
 from anonex.kernel.fault import FAULT_FLAG_WRITE, handle_mm_fault
-from anonex.kernel.mmap import split_range, vma_merge, zap_range
+from anonex.kernel.mmap import split_huge_pmds_at_edges, split_range, vma_merge, zap_range
 from anonex.kernel.pgtable import Pte
 from anonex.kernel.state import (
     MM,
@@ -38,6 +38,7 @@ def madvise(k: Kernel, mm: MM, start: int, end: int, advice: str) -> None:
     """``madvise(start, len, advice)``."""
     if advice in _VMA_FLAG:
         bit, on = _VMA_FLAG[advice]
+        split_huge_pmds_at_edges(k, mm, start, end)  # vma_adjust_trans_huge()
         for vma in split_range(mm, start, end):
             vma.flags = vma.flags | bit if on else vma.flags & ~bit
             if advice in ("hugepage", "nohugepage"):
@@ -63,6 +64,7 @@ def madvise(k: Kernel, mm: MM, start: int, end: int, advice: str) -> None:
     elif advice == "pageout":
         madvise_pageout(k, mm, start, end)
     elif advice == "mergeable":
+        split_huge_pmds_at_edges(k, mm, start, end)
         for vma in split_range(mm, start, end):
             vma.flags |= VM_MERGEABLE
         vma_merge(mm)

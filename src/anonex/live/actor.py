@@ -37,6 +37,7 @@ from anonex.live.iouring import Ring
 from anonex.live.pagedata import PAGE, combine, page_bytes, tag_of, tags_of
 
 WARMUP_ROUNDS = 32
+LOOK_AHEAD = 256  # bytes of a page read first when looking for its tag
 
 Reply = dict[str, Any]
 
@@ -103,7 +104,7 @@ class Actor:
         self.control = _Area()
         self.src = _Area()
         self.dst = _Area()
-        self.pipes: dict[str, tuple[int, int]] = {}
+        self.pipes: dict[str, list[tuple[int, int]]] = {}  # a handle: pipes in order
         self.rings: dict[str, Ring] = {}
         self.children: set[int] = set()
         self.seq = 0
@@ -169,16 +170,27 @@ class Actor:
         return {"pid": os.getpid()}
 
     def op_mmap(self, msg: dict[str, Any]) -> Reply:
+        """A private anonymous region at a fixed address: ``small`` (MADV_NOHUGEPAGE, so no
+        THP or mTHP setting can interfere), ``thp`` (2 MiB, MADV_HUGEPAGE, populated by one
+        write fault that stores a zero byte: the data stays "") or ``hugetlb`` (2 MiB
+        MAP_HUGETLB, not populated)."""
         addr, npages, kind = int(msg["addr"]), int(msg["npages"]), str(msg["kind"])
         length = npages * PAGE
-        if kind != "small":
+        flags = libc.MAP_PRIVATE | libc.MAP_ANONYMOUS | libc.MAP_FIXED_NOREPLACE
+        if kind == "hugetlb":
+            flags |= libc.MAP_HUGETLB | libc.MAP_HUGE_2MB
+        elif kind not in ("small", "thp"):
             raise StepFailed(f"region kind {kind!r} is not implemented in the actor")
-        got = libc.mmap(addr, length, libc.PROT_READ | libc.PROT_WRITE,
-                        libc.MAP_PRIVATE | libc.MAP_ANONYMOUS | libc.MAP_FIXED_NOREPLACE)
+        got = libc.mmap(addr, length, libc.PROT_READ | libc.PROT_WRITE, flags)
         if got != addr:  # kernels before 4.17 treat FIXED_NOREPLACE as a hint
             libc.munmap(got, length)
             raise StepFailed(f"mmap at {addr:#x} landed at {got:#x}")
-        libc.madvise(addr, length, libc.MADV["nohugepage"])
+        if kind == "small":
+            libc.madvise(addr, length, libc.MADV["nohugepage"])
+        elif kind == "thp":
+            libc.madvise(addr, length, libc.MADV["hugepage"])
+            ctl = self.control.ensure(1)
+            return {"faults": self.measure(lambda base: ctypes.memset(base, 0, 1), addr, ctl)}
         return {}
 
     def op_write(self, msg: dict[str, Any]) -> Reply:
@@ -231,8 +243,9 @@ class Actor:
             k = bisect.bisect_right(starts, a) - 1
             if k < 0 or not vmas[k][0] <= a < vmas[k][1] or "r" not in vmas[k][2]:
                 tags.append(None)
-            else:
-                tags.append(tag_of(ctypes.string_at(a, PAGE)))
+                continue
+            head = ctypes.string_at(a, LOOK_AHEAD)  # tags are short: the NUL is near
+            tags.append(tag_of(head if b"\0" in head else ctypes.string_at(a, PAGE)))
         return {"tags": tags}
 
     def op_munmap(self, msg: dict[str, Any]) -> Reply:
@@ -278,32 +291,52 @@ class Actor:
         return {"status": status}
 
     # -- pipes (vmsplice) --------------------------------------------------------------------
-
-    def _pipe(self, name: str) -> tuple[int, int]:
-        if name not in self.pipes:
-            r, w = os.pipe()
-            os.set_blocking(r, False)
-            os.set_blocking(w, False)
-            self.pipes[name] = (r, w)
-        return self.pipes[name]
+    #
+    # One pipe holds at most /proc/sys/fs/pipe-max-size bytes (1 MiB by default) without
+    # CAP_SYS_RESOURCE, so a handle that must hold more (a 2 MiB THP or hugetlb page) is a
+    # list of pipes filled in order and read in order.
 
     @staticmethod
-    def _make_room(r: int, w: int, more: int) -> None:
-        """Grow the pipe so that *more* bytes fit behind what it holds (never block)."""
+    def _new_pipe() -> tuple[int, int]:
+        r, w = os.pipe()
+        os.set_blocking(r, False)
+        os.set_blocking(w, False)
+        return r, w
+
+    @staticmethod
+    def _make_room(r: int, w: int, more: int) -> int:
+        """Grow the pipe towards *more* free bytes (never past what we may); returns the
+        free bytes it has."""
         held = ctypes.c_int(0)
         fcntl.ioctl(r, 0x541B, held)  # FIONREAD
         cap = fcntl.fcntl(w, libc.F_GETPIPE_SZ)
         need = held.value + more
         if need > cap:
-            fcntl.fcntl(w, libc.F_SETPIPE_SZ, 1 << (need - 1).bit_length())
+            size = min(1 << (need - 1).bit_length(), _pipe_max_size())
+            if size > cap:
+                with contextlib.suppress(OSError):  # EPERM past the user's pipe limits
+                    cap = fcntl.fcntl(w, libc.F_SETPIPE_SZ, size)
+        return cap - held.value
+
+    def _pipe_room(self, name: str, want: int) -> tuple[int, int]:
+        """(write end, free bytes) for *want* more bytes in handle *name*: the last pipe of
+        the handle, or a new one when that is full."""
+        pipes = self.pipes.setdefault(name, [])
+        if pipes:
+            r, w = pipes[-1]
+            room = self._make_room(r, w, want)
+            if room >= PAGE:
+                return w, room
+        r, w = self._new_pipe()
+        pipes.append((r, w))
+        return w, self._make_room(r, w, want)
 
     def op_vmsplice(self, msg: dict[str, Any]) -> Reply:
         addr, length, name = int(msg["addr"]), int(msg["length"]), str(msg["name"])
-        r, w = self._pipe(name)
-        self._make_room(r, w, length)
         done = 0
         while done < length:
-            n = libc.vmsplice(w, addr + done, length - done)
+            w, room = self._pipe_room(name, length - done)
+            n = libc.vmsplice(w, addr + done, min(room, length - done))
             if n <= 0:
                 raise StepFailed(f"vmsplice stopped after {done} of {length} bytes")
             done += n
@@ -315,16 +348,16 @@ class Actor:
             if name in self.rings:
                 return self.op_dma_read(msg)
             raise StepFailed(f"{self.name} holds no pipe {name!r}")
-        r, _ = self.pipes[name]
         chunks: list[bytes] = []
-        while True:
-            try:
-                b = os.read(r, 1 << 20)
-            except BlockingIOError:
-                break
-            if not b:
-                break
-            chunks.append(b)
+        for r, _ in self.pipes[name]:
+            while True:
+                try:
+                    b = os.read(r, 1 << 20)
+                except BlockingIOError:
+                    break
+                if not b:
+                    break
+                chunks.append(b)
         return {"value": combine(tags_of(b"".join(chunks)))}
 
     # -- long-term pins (io_uring fixed buffers) ---------------------------------------------
@@ -357,41 +390,51 @@ class Actor:
         return {}
 
     def op_dma_write(self, msg: dict[str, Any]) -> Reply:
+        """The "device" writes the tag into every pinned page: READ_FIXED from a pipe,
+        one pipeful at a time."""
         ring, addr, length = self._ring(str(msg["name"]))
-        data = page_bytes(str(msg["tag"])) * (length // PAGE)
-        r, w = os.pipe()
+        page = page_bytes(str(msg["tag"]))
+        r, w = self._new_pipe()
         try:
-            self._make_room(r, w, length)
-            os.write(w, data)
             done = 0
             while done < length:
-                n = ring.read_fixed(r, addr + done, length - done)
-                if n <= 0:
-                    raise StepFailed(f"READ_FIXED stopped after {done} of {length} bytes")
-                done += n
+                chunk = min(self._make_room(r, w, length - done), length - done)
+                os.write(w, page * (chunk // PAGE))
+                got = 0
+                while got < chunk:
+                    n = ring.read_fixed(r, addr + done + got, chunk - got)
+                    if n <= 0:
+                        raise StepFailed(f"READ_FIXED stopped after {done + got} of "
+                                         f"{length} bytes")
+                    got += n
+                done += chunk
         finally:
             os.close(r)
             os.close(w)
         return {}
 
     def op_dma_read(self, msg: dict[str, Any]) -> Reply:
+        """The "device" reads every pinned page: WRITE_FIXED into a pipe, one pipeful at a
+        time."""
         ring, addr, length = self._ring(str(msg["name"]))
-        r, w = os.pipe()
+        r, w = self._new_pipe()
+        parts: list[bytes] = []
         try:
-            self._make_room(r, w, length)
             done = 0
             while done < length:
-                n = ring.write_fixed(w, addr + done, length - done)
+                chunk = min(self._make_room(r, w, length - done), length - done)
+                n = ring.write_fixed(w, addr + done, chunk)
                 if n <= 0:
                     raise StepFailed(f"WRITE_FIXED stopped after {done} of {length} bytes")
+                got = b""
+                while len(got) < n:
+                    got += os.read(r, n - len(got))
+                parts.append(got)
                 done += n
-            data = b""
-            while len(data) < length:
-                data += os.read(r, length - len(data))
         finally:
             os.close(r)
             os.close(w)
-        return {"value": combine(tags_of(data))}
+        return {"value": combine(tags_of(b"".join(parts)))}
 
     # -- O_DIRECT (short-term pins) ----------------------------------------------------------
 
@@ -500,6 +543,15 @@ class Actor:
         if got[0] != length:
             raise StepFailed(f"/proc/{pid}/mem write gave {got[0]} of {length} bytes")
         return {"faults": faults}
+
+
+def _pipe_max_size() -> int:
+    """The largest pipe an unprivileged process may ask for (/proc/sys/fs/pipe-max-size)."""
+    try:
+        with open("/proc/sys/fs/pipe-max-size") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return 1 << 20
 
 
 def actor_main(name: str, cmd: str, reply: str, datadir: str) -> None:

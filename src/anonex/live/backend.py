@@ -9,14 +9,21 @@ kpageflags, kpagecount and /proc/PID/mem of every live actor from the driver
 
 Regions live at fixed, 2 MiB-aligned addresses ``BASE + k * 4 MiB`` (a larger region takes
 several slots; a free slot always separates two regions) in every actor, so the driver
-can index pagemaps by region and page.
+can index pagemaps by region and page. ``thp`` and ``hugetlb`` regions are one 2 MiB page.
+
+System-wide resources (swap on zram, KSM, THP/mTHP, the hugetlb pool; see
+:mod:`anonex.live.machine`) are set up at ``start()`` for what the scenario's steps need,
+or when a step first needs them, and recorded in the run's
+:class:`~anonex.live.safety.SystemState`, which ``finish()`` restores after the actors are
+gone.
 
 Determinism: all actors share one CPU, so a per-CPU LRU batch that one actor's fault
 fills is drained by the next fault on that CPU (reference/live-kernel.md §4.4). The driver
 keeps its own affinity: its observations take no page references.
 
 How it fails: :class:`~anonex.live.LiveUnavailable` from ``start()`` when the machine cannot
-run it; :class:`~anonex.observation.Unsupported` for steps with no live equivalent (yet);
+run it; :class:`~anonex.observation.Unsupported` for steps with no live equivalent, and for
+steps whose resource the machine cannot provide (no swap, no THP given, no hugetlb pages);
 ``StepResult(error=…)`` when the kernel refuses a step or an actor dies. ``finish()`` is
 idempotent and also runs from the :mod:`anonex.live.safety` hooks (exit, SIGTERM, SIGINT):
 it kills every actor by PID, reaps it, and removes every file it made.
@@ -35,21 +42,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from anonex.live import LiveUnavailable, available, libc, safety
+from anonex.kernel.versions import Rules
+from anonex.live import LiveUnavailable, available, libc, machine, safety
 from anonex.live.actor import actor_main
 from anonex.live.channel import ChannelClosed, ChannelError, DriverEnd, make_fifos
 from anonex.live.dio import direct_io_dir
-from anonex.live.observe import DataReader, Observer, ProcessGone, RegionView
+from anonex.live.observe import HPAGE_PMD_NR, DataReader, Observer, ProcessGone, RegionView
 from anonex.live.pagedata import PAGE
 from anonex.observation import PageObs, StepResult, Unsupported
+from anonex.procfs import kpageflags as kpf
 from anonex.scenario.ast import Loc, Scenario, Step
 from anonex.versions import KernelVersion
 
 BASE = 0x100_0000_0000  # 1 TiB: far from the interpreter's heap and libraries
 SLOT = 4 << 20
-
-NEXT_ISSUE_MADVISE = frozenset(
-    {"pageout", "mergeable", "unmergeable", "hugepage", "nohugepage", "collapse"})
+HUGETLB_SPARE = 4  # free hugetlb pages wanted per hugetlb region (the page and COW copies)
 
 
 class _StepError(Exception):
@@ -98,6 +105,8 @@ class LiveBackend:
         self._token: int | None = None
         self._saved_affinity: set[int] | None = None
         self._saved_subreaper: int | None = None
+        self._swap: machine.Swap | None = None
+        self._ksm_procs: set[str] = set()  # actors registered with KSM (MMF_VM_MERGEABLE)
         self.cpu: int | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -108,6 +117,7 @@ class LiveBackend:
             raise LiveUnavailable(why)
         self.finish()
         self._procs, self._regions, self._next_slot = {}, {}, 0
+        self._swap, self._ksm_procs = None, set()
         self._active = True
         try:
             # settings first, so that on a signal the actors die before settings return
@@ -116,14 +126,72 @@ class LiveBackend:
             self._fifo_dir = tempfile.mkdtemp(prefix="anonex-live-")
             base, self._dio_reason = direct_io_dir()
             self._data_dir = tempfile.mkdtemp(prefix="anonex-live-", dir=base) if base else None
-            self._observer = Observer()
+            self._observer = Observer(head_mirror=Rules(self.version).kpageflags_from_head)
             if libc.get_child_subreaper() == 0:
                 libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
                 self._saved_subreaper = 0
+            self._prepare(scenario)
             self._spawn_p0()
         except BaseException:
             self.finish()
             raise
+
+    def _prepare(self, scenario: Scenario) -> None:
+        """Set up what the scenario's steps will need, so that ``environment()`` shows the
+        settings the run uses. A resource the machine cannot give is left to the step that
+        needs it, which then skips with the reason."""
+        steps = scenario.steps
+        advice = {s.word for s in steps if s.op == "madvise"}
+        kinds = [s.kind for s in steps if s.op == "mmap"]
+        wanted: list[tuple[bool, Any]] = [
+            ("pageout" in advice, self._need_swap),
+            ("thp" in kinds or "collapse" in advice, self._need_thp),
+            ("thp" in kinds or "hugepage" in advice, self._need_mthp),
+            (bool({"mergeable", "unmergeable"} & advice) or
+             any(s.op == "ksm_scan" for s in steps), self._need_ksm),
+        ]
+        for want, need in wanted:
+            if want:
+                with contextlib.suppress(Unsupported):
+                    need()
+        n_huge = kinds.count("hugetlb")
+        if n_huge:
+            with contextlib.suppress(Unsupported):
+                self._need_hugetlb(n_huge * HUGETLB_SPARE)
+
+    # -- system-wide resources (anonex.live.machine) -----------------------------------------
+
+    def _state(self) -> safety.SystemState:
+        if self._system is None:
+            raise RuntimeError("LiveBackend used before start()")
+        return self._system
+
+    def _need_swap(self) -> machine.Swap:
+        if self._swap is None:
+            try:
+                self._swap = machine.ensure_swap(self._state())
+            except machine.Unavailable as e:
+                raise Unsupported(f"swap: {e}") from None
+        return self._swap
+
+    def _need_thp(self) -> None:
+        try:
+            machine.ensure_thp(self._state())
+        except machine.Unavailable as e:
+            raise Unsupported(f"THP: {e}") from None
+
+    def _need_mthp(self) -> None:
+        machine.ensure_mthp(self._state())
+
+    def _need_ksm(self) -> None:
+        if not os.path.exists(f"{machine.KSM}/run"):
+            raise Unsupported("KSM: not on this kernel (CONFIG_KSM is off)")
+
+    def _need_hugetlb(self, pages: int) -> None:
+        try:
+            machine.ensure_hugetlb(self._state(), pages)
+        except machine.Unavailable as e:
+            raise Unsupported(f"hugetlb: {e}") from None
 
     def _spawn_p0(self) -> None:
         """Fork P0 pinned to one CPU (every later actor inherits it); the driver keeps its
@@ -310,16 +378,47 @@ class LiveBackend:
 
     def _op_mmap(self, step: Step) -> StepResult:
         assert step.loc is not None
-        if step.kind in ("thp", "hugetlb"):
-            raise Unsupported(f"mmap {step.kind}: THP and hugetlb regions on the live kernel "
-                              "are the next issue")
-        if step.kind != "anon" or not step.npages:
-            raise _StepError(f"mmap kind {step.kind!r} is unknown")
         proc = self._proc(step.proc)
-        reg = self._new_region(step.loc.region, step.npages, "small")
-        self._call(proc, {"op": "mmap", "addr": reg.addr, "npages": reg.npages,
-                          "kind": "small"})
-        return StepResult()
+        if step.kind == "anon" and step.npages:
+            reg = self._new_region(step.loc.region, step.npages, "small")
+            self._call(proc, {"op": "mmap", "addr": reg.addr, "npages": reg.npages,
+                              "kind": "small"})
+            return StepResult()
+        if step.kind == "hugetlb":
+            self._need_hugetlb(HUGETLB_SPARE)
+            reg = self._new_region(step.loc.region, HPAGE_PMD_NR, "hugetlb")
+            self._call(proc, {"op": "mmap", "addr": reg.addr, "npages": reg.npages,
+                              "kind": "hugetlb"})
+            return StepResult()
+        if step.kind == "thp":
+            self._need_thp()
+            self._need_mthp()
+            reg = self._new_region(step.loc.region, HPAGE_PMD_NR, "thp")
+            self._call(proc, {"op": "mmap", "addr": reg.addr, "npages": reg.npages,
+                              "kind": "thp"})
+            why = self._not_pmd_mapped(proc, reg.addr)
+            if why:
+                raise Unsupported(f"mmap thp: the kernel gave no PMD-mapped THP ({why}); "
+                                  f"THP settings: {machine.environment()['thp_enabled']}")
+            return StepResult()
+        raise _StepError(f"mmap kind {step.kind!r} is unknown")
+
+    def _not_pmd_mapped(self, proc: _Proc, addr: int) -> str:
+        """Why the 2 MiB at *addr* in *proc* is not one PMD-mapped THP ("" if it is)."""
+        assert self._observer is not None
+        try:
+            entry = self._observer.pagemap(proc.pid, addr, 1)[0]
+            if entry.pfn is None:
+                return "nothing mapped"
+            word = self._observer.kpageflags(entry.pfn)
+            if not (kpf.has(word, kpf.KPF_THP) and kpf.has(word, kpf.KPF_COMPOUND_HEAD)):
+                return "the first page is not the head of a THP (allocation fell back)"
+            if addr not in self._observer.pmd_mapped(proc.pid, addr, HPAGE_PMD_NR):
+                return "the THP is mapped with PTEs"
+        except ProcessGone:
+            self._lost(proc)
+            raise _StepError(f"process {proc.name} (pid {proc.pid}) died") from None
+        return ""
 
     def _access(self, step: Step, op: str, **extra: Any) -> StepResult:
         _, addr, n = self._span(step.loc)
@@ -352,12 +451,15 @@ class LiveBackend:
             self._lost(proc)
             raise _StepError(f"forked {child} (pid {proc.pid}) never answered: {e}") from None
         self._call(proc, {"op": "ping"})
+        if parent.name in self._ksm_procs:  # ksm_fork(): the child is registered too
+            self._ksm_procs.add(child)
         return StepResult()
 
     def _op_exit(self, step: Step) -> StepResult:
         proc = self._proc(step.proc)
         self._call(proc, {"op": "exit"})
         self._lost(proc)
+        self._ksm_procs.discard(proc.name)
         parent = self._procs.get(proc.parent or "")
         if parent is not None and parent.alive:
             self._call(parent, {"op": "reap", "pid": proc.pid})
@@ -388,11 +490,54 @@ class LiveBackend:
 
     def _op_madvise(self, step: Step) -> StepResult:
         advice = step.word or ""
-        if advice in NEXT_ISSUE_MADVISE:
-            raise Unsupported(f"madvise {advice}: next issue: swap/KSM/THP")
         if advice not in libc.MADV:
             raise _StepError(f"madvise: unknown advice {advice!r}")
-        return self._range_op(step, "madvise", advice=advice)
+        if advice == "pageout":
+            return self._pageout(step)
+        if advice in ("mergeable", "unmergeable"):
+            self._need_ksm()
+        elif advice == "hugepage":
+            self._need_mthp()
+        elif advice == "collapse":
+            self._need_thp()
+        try:
+            res = self._range_op(step, "madvise", advice=advice)
+        except _StepError as e:
+            if advice == "collapse" and "Invalid argument" in str(e):
+                raise Unsupported("madvise collapse: MADV_COLLAPSE is not on this kernel "
+                                  "(6.1+)") from None
+            raise
+        if advice == "mergeable" and step.proc:
+            self._ksm_procs.add(step.proc)
+        return res
+
+    def _pageout(self, step: Step) -> StepResult:
+        """MADV_PAGEOUT with swap active. Pages it leaves mapped although they look
+        reclaimable (anon, mapped once, not the zero page) get one more try, for a folio
+        that could not be isolated from the LRU at that moment (reference/live-kernel.md
+        §4.4); pinned pages stay mapped on both tries, as the kernel intends."""
+        self._need_swap()
+        reg, addr, n = self._span(step.loc)
+        proc = self._proc(step.proc)
+        self._range_op(step, "madvise", advice="pageout")
+        if self._reclaimable(proc, addr, n):
+            self._range_op(step, "madvise", advice="pageout")
+        del reg
+        return StepResult()
+
+    def _reclaimable(self, proc: _Proc, addr: int, n: int) -> bool:
+        assert self._observer is not None
+        try:
+            for e in self._observer.pagemap(proc.pid, addr, n):
+                if e.pfn is None:
+                    continue
+                word = self._observer.kpageflags(e.pfn)
+                if kpf.has(word, kpf.KPF_ANON) and not kpf.has(word, kpf.KPF_ZERO_PAGE) \
+                        and self._observer.kpagecount(e.pfn) == 1:
+                    return True
+        except ProcessGone:
+            return False
+        return False
 
     def _op_mremap(self, step: Step) -> StepResult:
         src, addr, n = self._span(step.loc)
@@ -464,14 +609,38 @@ class LiveBackend:
         return self._remote(step, "force_write", tag=step.tag or "")
 
     def _op_split(self, step: Step) -> StepResult:
-        raise Unsupported("split: THP on the live kernel is the next issue")
+        """Remap a PMD-mapped THP with PTEs: mprotect the first page of the range read-only
+        and back to read-write, as the model does."""
+        reg, addr, n = self._span(step.loc)
+        proc = self._proc(step.proc)
+        assert self._observer is not None
+        try:
+            pmds = self._observer.pmd_mapped(proc.pid, addr, n)
+        except ProcessGone:
+            self._lost(proc)
+            raise _StepError(f"process {proc.name} (pid {proc.pid}) died") from None
+        if not pmds:
+            return StepResult(error="split: no PMD-mapped THP in the range")
+        del reg
+        self._call(proc, {"op": "mprotect", "addr": addr, "length": PAGE, "prot": "ro"})
+        self._call(proc, {"op": "mprotect", "addr": addr, "length": PAGE, "prot": "rw"})
+        return StepResult()
 
     def _op_migrate(self, step: Step) -> StepResult:
         raise Unsupported("migrate: not targetable on one node (a single NUMA node; "
                           "compaction moves an unchosen subset of pages)")
 
     def _op_ksm_scan(self, step: Step) -> StepResult:
-        raise Unsupported("ksm-scan: next issue: swap/KSM/THP")
+        """ksmd does two full scans (:func:`anonex.live.machine.ksm_scan`). With no actor
+        registered, ksmd would have nothing to scan (and never count a scan): nothing to do."""
+        self._need_ksm()
+        if not any(self._procs[p].alive for p in self._ksm_procs if p in self._procs):
+            return StepResult()
+        try:
+            machine.ksm_scan(self._state())
+        except TimeoutError as e:
+            raise _StepError(f"ksm-scan: {e}") from None
+        return StepResult()
 
     # -- observation -------------------------------------------------------------------------
 
@@ -497,7 +666,13 @@ class LiveBackend:
         return read
 
     def environment(self) -> dict[str, Any]:
-        return environment(self.cpu)
+        env = environment(self.cpu)
+        if self._system is not None:  # what this run changed, with the values it restores
+            env["changed"] = {p: v for p, v in self._system.saved}
+            env["undo"] = self._system.actions
+        if self._swap is not None:
+            env["swap_used"] = {"device": self._swap.device, "ours": self._swap.ours}
+        return env
 
 
 def _slots(npages: int) -> int:
@@ -505,41 +680,13 @@ def _slots(npages: int) -> int:
     return (npages * PAGE + SLOT - 1) // SLOT + 1
 
 
-def _read(path: str) -> str | None:
-    try:
-        with open(path) as f:
-            return f.read().strip()
-    except OSError:
-        return None
-
-
-def _selected(text: str | None) -> str | None:
-    if text is None or "[" not in text:
-        return text
-    return text[text.index("[") + 1:text.index("]")]
-
-
 def environment(cpu: int | None = None) -> dict[str, Any]:
     """What a live run depends on: kernel, THP/mTHP, swap, KSM, hugetlb, CPU, page size."""
-    thp = "/sys/kernel/mm/transparent_hugepage"
-    mthp: dict[str, str | None] = {}
-    with contextlib.suppress(OSError):
-        for d in sorted(os.listdir(thp), key=lambda s: int(s[10:-2]) if s[10:-2].isdigit()
-                        else 0):
-            if d.startswith("hugepages-"):
-                mthp[d[len("hugepages-"):]] = _selected(_read(f"{thp}/{d}/enabled"))
-    swaps = (_read("/proc/swaps") or "").splitlines()[1:]
     return {
         "kernel": os.uname().release,
         "machine": os.uname().machine,
         "page_size": PAGE,
-        "thp_enabled": _selected(_read(f"{thp}/enabled")),
-        "thp_defrag": _selected(_read(f"{thp}/defrag")),
-        "thp_use_zero_page": _read(f"{thp}/use_zero_page"),
-        "mthp": mthp,
-        "swaps": [" ".join(s.split()[:3]) for s in swaps],
-        "ksm_run": _read("/sys/kernel/mm/ksm/run"),
-        "hugetlb_nr_hugepages": _read("/proc/sys/vm/nr_hugepages"),
+        **machine.environment(),
         "cpu_pinned": cpu,
-        "io_uring_disabled": _read("/proc/sys/kernel/io_uring_disabled"),
+        "io_uring_disabled": machine.read("/proc/sys/kernel/io_uring_disabled"),
     }

@@ -26,6 +26,8 @@ MAP_FIXED = 0x10
 MAP_ANONYMOUS = 0x20
 MAP_POPULATE = 0x8000
 MAP_HUGETLB = 0x40000
+MAP_HUGE_SHIFT = 26
+MAP_HUGE_2MB = 21 << MAP_HUGE_SHIFT  # log2(2 MiB) in the size bits of MAP_HUGETLB
 MAP_FIXED_NOREPLACE = 0x100000
 MAP_FAILED = ctypes.c_void_p(-1).value
 
@@ -116,6 +118,8 @@ _pvm_readv = _proto("process_vm_readv", ctypes.c_ssize_t, _int, ctypes.POINTER(I
 _pvm_writev = _proto("process_vm_writev", ctypes.c_ssize_t, _int, ctypes.POINTER(Iovec),
                      ctypes.c_ulong, ctypes.POINTER(Iovec), ctypes.c_ulong, ctypes.c_ulong)
 _getrusage = _proto("getrusage", _int, _int, ctypes.POINTER(Rusage))
+_swapon = _proto("swapon", _int, ctypes.c_char_p, _int)
+_swapoff = _proto("swapoff", _int, ctypes.c_char_p)
 _prctl = _proto("prctl", _int, _int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
                 ctypes.c_ulong)
 syscall = _proto("syscall", _long, _long)  # variadic: pass ctypes-typed arguments
@@ -180,6 +184,16 @@ def process_vm_writev(pid: int, local: int, remote: int, length: int) -> int:
     li, ri = Iovec(local, length), Iovec(remote, length)
     return _check(_pvm_writev(pid, ctypes.byref(li), 1, ctypes.byref(ri), 1, 0),
                   "process_vm_writev")
+
+
+def swapon(path: str, flags: int = 0) -> None:
+    """``swapon(2)``: start swapping on the block device or file *path*."""
+    _check(_swapon(os.fsencode(path), flags), f"swapon({path})")
+
+
+def swapoff(path: str) -> None:
+    """``swapoff(2)``: stop swapping on *path* (every page it holds is read back first)."""
+    _check(_swapoff(os.fsencode(path)), f"swapoff({path})")
 
 
 def prctl(option: int, arg2: int = 0) -> int:

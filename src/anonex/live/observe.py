@@ -1,8 +1,11 @@
 """Side-effect-free observation of actors' pages on the live kernel.
 
 For a process and a range of its virtual pages: ``/proc/PID/pagemap`` (one pread), and for
-present pages ``/proc/kpageflags`` and ``/proc/kpagecount`` at the PFN (pread each; these
-take no page reference). Which regions a process has comes from ``/proc/PID/maps``.
+present pages ``/proc/kpageflags`` and ``/proc/kpagecount`` at the PFNs (one pread per run of
+consecutive PFNs; these take no page reference). Which regions a process has comes from
+``/proc/PID/maps``. Where a region holds pages of a large anon folio, which of its 2 MiB
+ranges are mapped by a PMD comes from the ``PAGEMAP_SCAN`` ioctl on the same pagemap file
+(``PAGE_IS_HUGE``, 6.7+), or on older kernels from ``AnonHugePages`` in ``/proc/PID/smaps``.
 
 The tag a present page holds is read by the process itself (a plain load of a page that is
 present and readable, which cannot fault), through the *reader* callback the backend
@@ -11,17 +14,28 @@ such read of a page puts its folio on the per-CPU "activate" LRU batch with an e
 reference while PG_lru stays set, so the owner's next write fault sees a raised refcount
 and copies instead of reusing (seen on 6.18: basic-cow-after-fork's last write).
 
+``anon_exclusive`` (:func:`exclusive_of`), and where it came from (``extra["excl_source"]``):
+
+* a small anon page: its own bit 34 (``page``);
+* a hugetlb page, and a page of a PMD-mapped THP: the **head** page's bit, which is what
+  describes the whole mapping (``hugetlb head`` / ``pmd head``; the head's word is read
+  even where kpageflags already mirrors it, so kernels that export per-page flags, 5.19 to
+  6.9, give the right answer too);
+* a page of a PTE-mapped large folio (mTHP, or a THP after a PMD split): since v6.10
+  kpageflags mirrors the head's bit on every page, so the page's own bit is unknown:
+  ``None`` (``head-mirror: unknown``); before v6.10 the page's own bit;
+* KSM pages and non-anon pages (the zero page): ``False``.
+
 How it fails: a process that has gone away yields no pages (:class:`ProcessGone`); any
 other I/O error propagates. Reading PFNs and kpageflags needs CAP_SYS_ADMIN (see
 :func:`anonex.live.available`).
-
-Note on ``anon_exclusive``: since v6.10 kpageflags reports a large folio's head flags for
-every page, so the bit of a page of a PTE-mapped large folio is unknown (``None``); only
-small pages, PMD-mapped THPs and hugetlb pages give the page's own bit.
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
+import fcntl
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -30,6 +44,9 @@ from anonex.live.pagedata import PAGE
 from anonex.observation import PageObs
 from anonex.procfs import kpageflags as kpf
 from anonex.procfs import pagemap as pm
+
+HPAGE_PMD_NR = 512  # small pages per PMD (x86-64, arm64 with 4 KiB pages)
+HPAGE_PMD_SIZE = HPAGE_PMD_NR * PAGE
 
 
 class ProcessGone(Exception):
@@ -67,17 +84,52 @@ def _overlaps(ranges: Iterable[tuple[int, int]], lo: int, hi: int) -> bool:
     return any(a < hi and lo < b for a, b in ranges)
 
 
+def pfn_runs(pfns: Iterable[int]) -> list[tuple[int, int]]:
+    """Distinct *pfns* as ``(first, count)`` runs of consecutive numbers, ascending."""
+    runs: list[tuple[int, int]] = []
+    for p in sorted(set(pfns)):
+        if runs and runs[-1][0] + runs[-1][1] == p:
+            runs[-1] = (runs[-1][0], runs[-1][1] + 1)
+        else:
+            runs.append((p, 1))
+    return runs
+
+
+def smaps_anon_huge(data: bytes) -> list[tuple[int, int, int]]:
+    """``(start, end, AnonHugePages in bytes)`` of every VMA in a ``/proc/PID/smaps`` text."""
+    out: list[tuple[int, int, int]] = []
+    for line in data.splitlines():
+        head = line.split(b" ", 1)[0]
+        if b"-" in head and not head.endswith(b":"):
+            lo, _, hi = head.partition(b"-")
+            try:
+                out.append((int(lo, 16), int(hi, 16), 0))
+            except ValueError:
+                continue
+        elif line.startswith(b"AnonHugePages:") and out:
+            kb = int(line.split()[1])
+            start, end, _ = out[-1]
+            out[-1] = (start, end, kb * 1024)
+    return out
+
+
 #: Reads the tags of present pages of one process: addresses in, tag (or None) per address.
 DataReader = Callable[[Sequence[int]], Sequence[str | None]]
 
 
 class Observer:
-    """Reads pagemap/kpageflags/kpagecount; keeps per-process files open until closed."""
+    """Reads pagemap/kpageflags/kpagecount; keeps per-process files open until closed.
 
-    def __init__(self) -> None:
+    *head_mirror* says whether kpageflags reports a large folio's head flags for every page
+    (v6.10+); then the own bit of a page of a PTE-mapped large folio is unknown.
+    """
+
+    def __init__(self, head_mirror: bool = True) -> None:
+        self.head_mirror = head_mirror
         self._kpf = os.open("/proc/kpageflags", os.O_RDONLY | os.O_CLOEXEC)
         self._kpc = os.open("/proc/kpagecount", os.O_RDONLY | os.O_CLOEXEC)
         self._files: dict[int, int] = {}
+        self._scan_works = True
 
     # -- raw reads ---------------------------------------------------------------------------
 
@@ -110,6 +162,60 @@ class Observer:
     def kpagecount(self, pfn: int) -> int:
         return int.from_bytes(os.pread(self._kpc, 8, pfn * 8), "little")
 
+    def _words(self, fd: int, pfns: Iterable[int]) -> dict[int, int]:
+        out: dict[int, int] = {}
+        for first, n in pfn_runs(pfns):
+            data = os.pread(fd, 8 * n, first * 8)
+            for i in range(len(data) // 8):
+                out[first + i] = int.from_bytes(data[i * 8:i * 8 + 8], "little")
+        return out
+
+    def pmd_mapped(self, pid: int, addr: int, npages: int) -> set[int]:
+        """The 2 MiB-aligned bases in ``[addr, addr + npages pages)`` that *pid* maps with a
+        PMD (or a hugetlb entry)."""
+        end = addr + npages * PAGE
+        if self._scan_works:
+            try:
+                return self._scan_huge(pid, addr, end)
+            except OSError as e:
+                if e.errno not in (errno.ENOTTY, errno.EINVAL, errno.EOPNOTSUPP):
+                    raise
+                self._scan_works = False  # before 6.7: no PAGEMAP_SCAN
+        return self._smaps_huge(pid, addr, end)
+
+    def _scan_huge(self, pid: int, addr: int, end: int) -> set[int]:
+        nvec = (end - addr) // HPAGE_PMD_SIZE + 2
+        vec = ctypes.create_string_buffer(pm.PAGE_REGION_SIZE * nvec)
+        arg = bytearray(pm.encode_scan_arg(addr, end, ctypes.addressof(vec), nvec,
+                                           category_mask=pm.PAGE_IS_HUGE,
+                                           return_mask=pm.PAGE_IS_HUGE))
+        try:
+            n = fcntl.ioctl(self._pagemap_fd(pid), pm.PAGEMAP_SCAN, arg)
+        except ProcessLookupError as e:
+            raise ProcessGone(str(e)) from None
+        bases: set[int] = set()
+        for start, stop, _ in pm.decode_regions(vec.raw, n):
+            base = start - start % HPAGE_PMD_SIZE
+            while base < stop:
+                bases.add(base)
+                base += HPAGE_PMD_SIZE
+        return bases
+
+    def _smaps_huge(self, pid: int, addr: int, end: int) -> set[int]:
+        """Fallback: a VMA whose AnonHugePages equals its whole size is PMD-mapped
+        throughout; anything less is not known to be (its pages stay unknown)."""
+        try:
+            with open(f"/proc/{pid}/smaps", "rb") as f:
+                data = f.read()
+        except (FileNotFoundError, ProcessLookupError) as e:
+            raise ProcessGone(str(e)) from None
+        bases: set[int] = set()
+        for lo, hi, huge in smaps_anon_huge(data):
+            if hi <= addr or lo >= end or huge != hi - lo or lo % HPAGE_PMD_SIZE:
+                continue
+            bases.update(range(lo, hi, HPAGE_PMD_SIZE))
+        return bases
+
     def forget(self, pid: int) -> None:
         """Close the files of *pid* (it exited)."""
         fd = self._files.pop(pid, None)
@@ -124,28 +230,51 @@ class Observer:
                 os.close(fd)
         self._kpf = self._kpc = -1
 
-    # -- one page, one process ---------------------------------------------------------------
+    # -- one region, one process -------------------------------------------------------------
 
-    def page_obs(self, proc: str, region: RegionView, index: int,
-                 entry: pm.PagemapEntry) -> PageObs:
-        o = PageObs(proc=proc, region=region.name, index=index, state=entry.state)
-        o.extra["pm56"] = int(entry.mmap_exclusive)
-        if entry.state == "swapped":
-            o.extra["swap"] = [entry.swap_type, entry.swap_offset]
-        pfn = entry.pfn
-        if pfn is None:
-            return o
-        word = self.kpageflags(pfn)
-        o.ident = pfn
-        o.mapcount = self.kpagecount(pfn)
-        o.ksm = kpf.has(word, kpf.KPF_KSM)
-        o.thp = kpf.has(word, kpf.KPF_THP)
-        o.huge = kpf.has(word, kpf.KPF_HUGE)
-        o.zero = kpf.has(word, kpf.KPF_ZERO_PAGE)
-        o.anon_exclusive = exclusive_of(word, region.kind)
-        o.extra["kpf"] = word
-        o.extra["swapcache"] = int(kpf.has(word, kpf.KPF_SWAPCACHE))
-        return o
+    def region_obs(self, proc: str, pid: int, region: RegionView) -> list[PageObs]:
+        """Every page of *region* in process *pid*."""
+        entries = self.pagemap(pid, region.addr, region.npages)
+        pfns = [e.pfn for e in entries if e.pfn is not None]
+        words = self._words(self._kpf, pfns)
+        counts = self._words(self._kpc, pfns)
+        pmd: set[int] = set()
+        if any(kpf.has(w, kpf.KPF_THP) and not kpf.has(w, kpf.KPF_HUGE)
+               for w in words.values()):
+            pmd = self.pmd_mapped(pid, region.addr, region.npages)
+        out: list[PageObs] = []
+        for i, entry in enumerate(entries):
+            o = PageObs(proc=proc, region=region.name, index=i, state=entry.state)
+            o.extra["pm56"] = int(entry.mmap_exclusive)
+            out.append(o)
+            if entry.state == "swapped":
+                o.extra["swap"] = [entry.swap_type, entry.swap_offset]
+            pfn = entry.pfn
+            if pfn is None:
+                continue
+            word = words.get(pfn, 0)
+            vaddr = region.addr + i * PAGE
+            base = vaddr - vaddr % HPAGE_PMD_SIZE
+            whole = kpf.has(word, kpf.KPF_HUGE) or base in pmd
+            head = None
+            if whole:
+                head_pfn = pfn - (vaddr - base) // PAGE
+                head = words.get(head_pfn)
+                if head is None:
+                    head = self.kpageflags(head_pfn)
+            o.ident = pfn
+            o.mapcount = counts.get(pfn, 0)
+            o.ksm = kpf.has(word, kpf.KPF_KSM)
+            o.thp = kpf.has(word, kpf.KPF_THP)
+            o.huge = kpf.has(word, kpf.KPF_HUGE)
+            o.zero = kpf.has(word, kpf.KPF_ZERO_PAGE)
+            o.anon_exclusive, o.extra["excl_source"] = exclusive_of(
+                word, head=head, head_mirror=self.head_mirror)
+            if whole and not o.huge:
+                o.extra["pmd"] = True
+            o.extra["kpf"] = word
+            o.extra["swapcache"] = int(kpf.has(word, kpf.KPF_SWAPCACHE))
+        return out
 
     def observe_process(self, proc: str, pid: int, regions: Iterable[RegionView],
                         reader: DataReader | None = None) -> list[PageObs]:
@@ -158,11 +287,10 @@ class Observer:
         for r in regions:
             if not _overlaps(spans, r.addr, r.addr + r.npages * PAGE):
                 continue
-            for i, entry in enumerate(self.pagemap(pid, r.addr, r.npages)):
-                o = self.page_obs(proc, r, i, entry)
+            for o in self.region_obs(proc, pid, r):
                 out.append(o)
                 if o.state == "present":
-                    present.append((o, r.addr + i * PAGE))
+                    present.append((o, r.addr + o.index * PAGE))
         if reader is not None and present:
             tags = reader([a for _, a in present])
             for (o, _), tag in zip(present, tags, strict=True):
@@ -170,26 +298,23 @@ class Observer:
         return out
 
 
-def exclusive_of(word: int, region_kind: str) -> bool | None:
-    """PG_anon_exclusive of a present page, as far as kpageflags can tell.
+def exclusive_of(word: int, *, head: int | None = None,
+                 head_mirror: bool = True) -> tuple[bool | None, str]:
+    """PG_anon_exclusive of a present page as far as kpageflags can tell, and its source.
 
-    Small anon pages: the page's own bit. Non-anon and KSM pages: ``False``. Pages of a
-    large anon folio: kpageflags mirrors the head, which is the truth only for a folio
-    mapped as a whole (PMD-mapped THP, hugetlb); everything else is unknown (``None``).
+    *word* is the page's kpageflags; *head* is the head page's word when the page belongs
+    to a folio mapped as a whole (a PMD-mapped THP, a hugetlb page), else ``None``.
+    *head_mirror*: the kernel reports a large folio's head flags on every page (v6.10+).
     """
-    if not kpf.has(word, kpf.KPF_ANON) or kpf.has(word, kpf.KPF_KSM):
-        return False
-    if kpf.has(word, kpf.KPF_HUGE):
-        return kpf.anon_exclusive(word)
-    if kpf.has(word, kpf.KPF_THP) and not folio_mapped_whole(word, region_kind):
-        return None
-    return kpf.anon_exclusive(word)
-
-
-def folio_mapped_whole(word: int, region_kind: str) -> bool:
-    """Whether a large folio's page is known to be mapped as a whole (one PMD).
-
-    Small-page regions never hold such a mapping. THP regions (next issue) will answer
-    from the mapping level; until then, unknown counts as not whole.
-    """
-    return False
+    if not kpf.has(word, kpf.KPF_ANON):
+        return False, "not anon"
+    if kpf.has(word, kpf.KPF_KSM):
+        return False, "ksm"
+    if head is not None:
+        src = "hugetlb head" if kpf.has(word, kpf.KPF_HUGE) else "pmd head"
+        return kpf.anon_exclusive(head), src
+    if kpf.is_large(word):
+        if head_mirror:
+            return None, "head-mirror: unknown"
+        return kpf.anon_exclusive(word), "page"
+    return kpf.anon_exclusive(word), "page"

@@ -1,8 +1,9 @@
 """Leave the machine as it was: a registry of cleanups that run on every way out.
 
 :class:`SystemState` records system-wide settings (a sysfs/procfs file and its original
-value) before changing them, and writes the originals back in reverse order when the
-context exits. Cleanups of every active context (and of any callable registered with
+value) before changing them, and actions that need an undo (``swapon`` → ``swapoff``, a
+zram device added → removed), and undoes all of them in reverse order when the context
+exits. Cleanups of every active context (and of any callable registered with
 :func:`register_cleanup`, e.g. "kill my actors") also run from an ``atexit`` hook and
 from SIGTERM/SIGINT handlers, which then hand the signal on to whatever handler was there
 before. Everything runs at most once.
@@ -19,12 +20,14 @@ returns the failures).
 from __future__ import annotations
 
 import atexit
+import contextlib
 import itertools
 import os
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from types import FrameType, TracebackType
 from typing import Any
 
@@ -109,23 +112,60 @@ def _write(path: str, value: str) -> None:
         f.write(value)
 
 
+@contextlib.contextmanager
+def deferred_signals() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM back while the body runs (e.g. between a change to the system and
+    recording its undo); a signal that came meanwhile is delivered right after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, set(_SIGNALS))
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+@dataclass(slots=True)
+class _Undo:
+    """One thing to put back: a file and its original value, or an action."""
+
+    what: str
+    value: str | None = None  # the file's original value (file entries)
+    action: Callable[[], object] | None = None  # the undo (action entries)
+
+
 class SystemState:
     """A context that changes system settings and puts them back on every exit path.
 
     ``with SystemState() as st: st.set("/sys/kernel/mm/ksm/run", "1")`` records the file's
     value before the first change and restores it on exit, on an exception, at interpreter
     exit and on SIGTERM/SIGINT. Files whose value reads back as a ``[selected]`` menu (THP
-    settings) are restored to the selected word.
+    settings) are restored to the selected word. :meth:`on_restore` adds an action to the
+    same stack (``st.on_restore("swapoff /dev/zram1", lambda: swapoff(...))``), so settings
+    and actions come back strictly in reverse order of the changes.
     """
 
     def __init__(self) -> None:
-        self._saved: list[tuple[str, str]] = []
+        self._stack: list[_Undo] = []
         self._token: int | None = None
 
     @property
     def saved(self) -> list[tuple[str, str]]:
         """(path, original value) for every setting changed so far, oldest first."""
-        return list(self._saved)
+        return [(u.what, u.value) for u in self._stack if u.value is not None]
+
+    @property
+    def actions(self) -> list[str]:
+        """What each recorded undo action does, oldest first."""
+        return [u.what for u in self._stack if u.action is not None]
+
+    def original(self, path: str) -> str | None:
+        """The recorded original value of *path* (``None`` if it was never changed)."""
+        for u in self._stack:
+            if u.value is not None and u.what == path:
+                return u.value
+        return None
 
     def __enter__(self) -> SystemState:
         self._token = register_cleanup(self.restore)
@@ -137,12 +177,17 @@ class SystemState:
 
     def record(self, path: str, original: str | None = None) -> None:
         """Remember *path*'s current value (once) so that it is restored later."""
-        if any(p == path for p, _ in self._saved):
+        if self.original(path) is not None:
             return
         value = _read(path) if original is None else original
         if "[" in value and "]" in value:  # "always [madvise] never" -> "madvise"
             value = value[value.index("[") + 1:value.index("]")]
-        self._saved.append((path, value))
+        self._stack.append(_Undo(path, value=value))
+
+    def on_restore(self, what: str, action: Callable[[], object]) -> None:
+        """Run *action* when the state is restored, in reverse order with everything else
+        (record it right after the change it undoes, inside :func:`deferred_signals`)."""
+        self._stack.append(_Undo(what, action=action))
 
     def set(self, path: str, value: str) -> None:
         """Record *path*'s value, then write *value* to it."""
@@ -150,16 +195,30 @@ class SystemState:
         _write(path, value)
 
     def restore(self) -> list[tuple[str, str]]:
-        """Write every recorded value back, newest first; returns what could not be."""
+        """Write every recorded value back and run every undo action, newest first; returns
+        what could not be undone: (path, value) for files, (what, "") for actions."""
         failed: list[tuple[str, str]] = []
-        while self._saved:
-            path, value = self._saved.pop()
-            try:
-                _write(path, value)
-            except OSError as e:
-                print(f"anonex: could not restore {path} to {value!r}: {e}", file=sys.stderr)
-                failed.append((path, value))
+        with deferred_signals():  # a Ctrl-C now would only interrupt the undoing
+            self._undo_all(failed)
         if self._token is not None:
             unregister_cleanup(self._token)
             self._token = None
         return failed
+
+    def _undo_all(self, failed: list[tuple[str, str]]) -> None:
+        while self._stack:
+            u = self._stack.pop()
+            try:
+                if u.action is not None:
+                    u.action()
+                else:
+                    assert u.value is not None
+                    _write(u.what, u.value)
+            except Exception as e:
+                if u.action is not None:
+                    print(f"anonex: could not undo {u.what}: {e}", file=sys.stderr)
+                    failed.append((u.what, ""))
+                else:
+                    print(f"anonex: could not restore {u.what} to {u.value!r}: {e}",
+                          file=sys.stderr)
+                    failed.append((u.what, u.value or ""))

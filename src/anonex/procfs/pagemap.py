@@ -13,6 +13,7 @@ Pure functions only (no I/O), shared by the live backend and the model. Nothing 
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from typing import Literal
 
@@ -124,3 +125,41 @@ def encode_swap(swap_type: int, offset: int, *, soft_dirty: bool = False,
     raw |= PM_SOFT_DIRTY if soft_dirty else 0
     raw |= PM_UFFD_WP if uffd_wp else 0
     return raw
+
+
+# -- PAGEMAP_SCAN (ioctl on a pagemap file, 6.7+) ---------------------------------------------
+#
+# ``ioctl(pagemap_fd, PAGEMAP_SCAN, struct pm_scan_arg *)`` walks the page tables of the
+# file's mm and returns ``struct page_region`` runs ``{start, end, categories}``. Without the
+# write-protect flags it changes nothing. ``PAGE_IS_HUGE`` marks entries mapped at PMD level
+# (a PMD-mapped THP) and hugetlb entries, which pagemap itself cannot tell from PTEs.
+
+PAGE_IS_WPALLOWED = 1 << 0
+PAGE_IS_WRITTEN = 1 << 1
+PAGE_IS_FILE = 1 << 2
+PAGE_IS_PRESENT = 1 << 3
+PAGE_IS_SWAPPED = 1 << 4
+PAGE_IS_PFNZERO = 1 << 5
+PAGE_IS_HUGE = 1 << 6
+
+PM_SCAN_ARG_SIZE = 96  # struct pm_scan_arg: twelve __u64
+PAGE_REGION_SIZE = 24  # struct page_region: start, end, categories
+#: _IOWR('f', 16, struct pm_scan_arg)
+PAGEMAP_SCAN = (3 << 30) | (PM_SCAN_ARG_SIZE << 16) | (ord("f") << 8) | 16
+
+
+def encode_scan_arg(start: int, end: int, vec: int, vec_len: int, *, category_mask: int = 0,
+                    anyof_mask: int = 0, return_mask: int = PAGE_IS_HUGE) -> bytes:
+    """A ``struct pm_scan_arg`` for ``[start, end)`` writing up to *vec_len* regions at
+    address *vec* (no write-protect flags: the scan only reads)."""
+    return struct.pack("<12Q", PM_SCAN_ARG_SIZE, 0, start, end, 0, vec, vec_len, 0, 0,
+                       category_mask, anyof_mask, return_mask)
+
+
+def decode_regions(data: bytes, count: int) -> list[tuple[int, int, int]]:
+    """The first *count* ``struct page_region`` entries of *data* as (start, end, categories)."""
+    out: list[tuple[int, int, int]] = []
+    for i in range(count):
+        start, end, cats = struct.unpack_from("<3Q", data, i * PAGE_REGION_SIZE)
+        out.append((start, end, cats))
+    return out

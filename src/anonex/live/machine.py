@@ -1,0 +1,286 @@
+"""System-wide resources of a live run: swap on zram, KSM, THP/mTHP and the hugetlb pool.
+
+Every ``ensure_*`` function looks at what the machine has, changes only what is missing, and
+records each change (a sysfs/procfs value, or the undo of an action such as ``swapon``) in
+the run's :class:`~anonex.live.safety.SystemState`; restoring that state puts the machine
+back in reverse order. Changes are made with SIGINT/SIGTERM held back until their undo is
+recorded, so a signal never leaves an unrecorded change behind.
+
+* **swap** (:func:`ensure_swap`): an active swap is used as it is. Otherwise a zram device
+  (hot-added through ``/sys/class/zram-control``, else an unused one) gets a 256 MiB
+  disksize, ``mkswap`` and ``swapon``; undone by ``swapoff``, ``reset`` and ``hot_remove``.
+* **KSM** (:func:`ksm_scan`): for one ``ksm-scan`` step ksmd runs (``run=1``) until
+  ``full_scans`` has advanced by two (three if ksmd was already running, since it may be
+  mid-scan) and is then stopped again if it was stopped before, so that merging happens
+  only where the scenario says, as in the model. During the run ``pages_to_scan`` is large
+  (one wake-up covers a whole scan), ``sleep_millisecs`` small and ``smart_scan`` off
+  (it would skip pages that did not merge in earlier scans; the model never skips).
+* **THP** (:func:`ensure_thp`): ``enabled`` is kept at ``always``/``madvise`` and set to
+  ``madvise`` when it is ``never``. **mTHP** (:func:`ensure_mthp`): ``hugepages-64kB`` is
+  set to ``madvise``, the one mTHP size the model enables; other sizes are left alone.
+* **hugetlb** (:func:`ensure_hugetlb`): 2 MiB pool pages are added until enough are free
+  and unreserved.
+
+How it fails: :class:`Unavailable` (with the reason) when the machine cannot provide a
+resource; the backend turns it into a skipped step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from anonex.live import libc
+from anonex.live.safety import SystemState, deferred_signals
+
+MM = "/sys/kernel/mm"
+KSM = f"{MM}/ksm"
+THP = f"{MM}/transparent_hugepage"
+HUGETLB_2M = f"{MM}/hugepages/hugepages-2048kB"
+ZRAM_CONTROL = "/sys/class/zram-control"
+SWAP_SIZE = "256M"
+
+KSM_PAGES_TO_SCAN = 10000
+KSM_SLEEP_MS = 1
+KSM_TIMEOUT = 20.0
+
+
+class Unavailable(Exception):
+    """The machine cannot provide what a step needs; the message says why."""
+
+
+def read(path: str) -> str | None:
+    """A sysfs/procfs file's stripped text (``None`` if it cannot be read)."""
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def selected(text: str | None) -> str | None:
+    """The ``[selected]`` word of a sysfs menu like ``always [madvise] never``."""
+    if text is None or "[" not in text:
+        return text
+    return text[text.index("[") + 1:text.index("]")]
+
+
+def _write(path: str, value: str) -> None:
+    with open(path, "w") as f:
+        f.write(value)
+
+
+# -- swap ------------------------------------------------------------------------------------
+
+
+def active_swaps() -> list[str]:
+    """The devices/files in ``/proc/swaps``."""
+    lines = (read("/proc/swaps") or "").splitlines()[1:]
+    return [ln.split()[0] for ln in lines if ln.strip()]
+
+
+@dataclass(frozen=True, slots=True)
+class Swap:
+    """The swap a run pages out to, and whether the run switched it on."""
+
+    device: str
+    ours: bool
+
+
+def _wait_for(path: str, timeout: float = 2.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.002)
+    return True
+
+
+def _free_zram() -> int | None:
+    """An existing zram device that nobody set up (initstate 0)."""
+    with contextlib.suppress(OSError):
+        for name in sorted(os.listdir("/sys/block")):
+            if name.startswith("zram") and read(f"/sys/block/{name}/initstate") == "0":
+                return int(name[4:])
+    return None
+
+
+def _zram_device(st: SystemState) -> int:
+    """A zram device of our own: hot-added (undo: hot_remove), else an unused one, else
+    one from loading the module (undo: unload it)."""
+    if os.path.exists(f"{ZRAM_CONTROL}/hot_add"):
+        n = int(read(f"{ZRAM_CONTROL}/hot_add") or "-1")  # reading it adds a device
+        if n >= 0:
+            st.on_restore(f"hot_remove zram{n}",
+                          lambda: _write(f"{ZRAM_CONTROL}/hot_remove", str(n)))
+            return n
+    n0 = _free_zram()
+    if n0 is not None:
+        return n0
+    modprobe = shutil.which("modprobe")
+    if modprobe is None or os.path.exists("/sys/block/zram0"):
+        raise Unavailable("no swap is active and no free zram device can be had "
+                          "(no /sys/class/zram-control, every zram device in use)")
+    r = subprocess.run([modprobe, "zram", "num_devices=1"], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise Unavailable(f"no swap is active and zram cannot be loaded: {r.stderr.strip()}")
+    st.on_restore("modprobe -r zram",
+                  lambda: subprocess.run([modprobe, "-r", "zram"], check=True,
+                                         capture_output=True))
+    if not _wait_for("/sys/block/zram0/initstate"):
+        raise Unavailable("zram was loaded but /sys/block/zram0 did not appear")
+    return 0
+
+
+def ensure_swap(st: SystemState) -> Swap:
+    """Swap to page out to: the active one, else a zram device switched on for the run."""
+    swaps = active_swaps()
+    if swaps:
+        return Swap(swaps[0], ours=False)
+    mkswap = shutil.which("mkswap")
+    if mkswap is None:
+        raise Unavailable("no swap is active and mkswap(8) is not installed")
+    with deferred_signals():
+        n = _zram_device(st)
+        sysdir, dev = f"/sys/block/zram{n}", f"/dev/zram{n}"
+        if not _wait_for(dev):
+            raise Unavailable(f"{dev} did not appear")
+        try:
+            _write(f"{sysdir}/disksize", SWAP_SIZE)
+        except OSError as e:
+            raise Unavailable(f"zram{n}: cannot set disksize: {e.strerror}") from None
+        st.on_restore(f"reset zram{n}", lambda: _write(f"{sysdir}/reset", "1"))
+        r = subprocess.run([mkswap, dev], capture_output=True, text=True)
+        if r.returncode != 0:
+            raise Unavailable(f"mkswap {dev} failed: {r.stderr.strip()}")
+        try:
+            libc.swapon(dev)
+        except OSError as e:
+            raise Unavailable(f"swapon {dev}: {e.strerror}") from None
+        st.on_restore(f"swapoff {dev}", lambda: libc.swapoff(dev))
+    return Swap(dev, ours=True)
+
+
+# -- KSM -------------------------------------------------------------------------------------
+
+
+def _ksm_tune(st: SystemState) -> None:
+    """Fast, complete scans while the run lasts (recorded, restored at the end)."""
+    if not os.path.exists(f"{KSM}/run"):
+        raise Unavailable("no KSM on this kernel (CONFIG_KSM is off)")
+    with deferred_signals():
+        if int(read(f"{KSM}/pages_to_scan") or "0") < KSM_PAGES_TO_SCAN:
+            st.set(f"{KSM}/pages_to_scan", str(KSM_PAGES_TO_SCAN))
+        if int(read(f"{KSM}/sleep_millisecs") or "0") > KSM_SLEEP_MS:
+            st.set(f"{KSM}/sleep_millisecs", str(KSM_SLEEP_MS))
+        if read(f"{KSM}/smart_scan") not in (None, "0"):
+            st.set(f"{KSM}/smart_scan", "0")
+
+
+def ksm_scan(st: SystemState, timeout: float = KSM_TIMEOUT) -> int:
+    """Let ksmd do two full scans; returns how many it did. :class:`TimeoutError` if it
+    did not finish them within *timeout* seconds."""
+    _ksm_tune(st)
+    running = read(f"{KSM}/run") == "1"
+    before = int(read(f"{KSM}/full_scans") or "0")
+    want = 3 if running else 2
+    with deferred_signals():
+        if not running:
+            st.set(f"{KSM}/run", "1")
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            done = int(read(f"{KSM}/full_scans") or "0") - before
+            if done >= want:
+                return done
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"ksmd did {done} of {want} full scans in {timeout:g} s")
+            time.sleep(0.0005)
+    finally:
+        if not running:  # stopped again: no merging between steps (merged pages stay)
+            _write(f"{KSM}/run", "0")
+
+
+# -- THP, mTHP -------------------------------------------------------------------------------
+
+
+def ensure_thp(st: SystemState) -> None:
+    """PMD-size THP available in MADV_HUGEPAGE regions."""
+    enabled = f"{THP}/enabled"
+    cur = selected(read(enabled))
+    if cur is None:
+        raise Unavailable("no transparent huge pages on this kernel")
+    if cur == "never":
+        with deferred_signals():
+            st.set(enabled, "madvise")
+    pmd = selected(read(f"{THP}/hugepages-2048kB/enabled"))
+    if pmd == "never":
+        raise Unavailable("PMD-size THP is disabled (hugepages-2048kB/enabled = never)")
+
+
+def ensure_mthp(st: SystemState) -> None:
+    """64 KiB mTHP in MADV_HUGEPAGE regions, as the model has it (6.8+ kernels only)."""
+    path = f"{THP}/hugepages-64kB/enabled"
+    cur = selected(read(path))
+    if cur is not None and cur != "madvise":
+        with deferred_signals():
+            st.set(path, "madvise")
+
+
+# -- hugetlb ---------------------------------------------------------------------------------
+
+
+def hugetlb_available() -> int:
+    """Free 2 MiB hugetlb pages that no mapping has reserved."""
+    free = int(read(f"{HUGETLB_2M}/free_hugepages") or "0")
+    resv = int(read(f"{HUGETLB_2M}/resv_hugepages") or "0")
+    return free - resv
+
+
+def ensure_hugetlb(st: SystemState, pages: int) -> None:
+    """At least *pages* free, unreserved 2 MiB hugetlb pages (the pool grows if needed)."""
+    nr_path = f"{HUGETLB_2M}/nr_hugepages"
+    if not os.path.exists(nr_path):
+        raise Unavailable("no 2 MiB hugetlb pages on this kernel")
+    short = pages - hugetlb_available()
+    if short <= 0:
+        return
+    nr = int(read(nr_path) or "0")
+    with deferred_signals():
+        st.set(nr_path, str(nr + short))
+    if hugetlb_available() < pages:
+        raise Unavailable(f"could not reserve {pages} hugetlb pages (memory fragmented?): "
+                          f"{hugetlb_available()} available")
+
+
+# -- what the run depends on -----------------------------------------------------------------
+
+
+def environment() -> dict[str, Any]:
+    """The system-wide settings a live run depends on, as they are now."""
+    mthp: dict[str, str | None] = {}
+    with contextlib.suppress(OSError):
+        for d in sorted(os.listdir(THP), key=lambda s: int(s[10:-2]) if s[10:-2].isdigit()
+                        else 0):
+            if d.startswith("hugepages-") and os.path.exists(f"{THP}/{d}/enabled"):
+                mthp[d[len("hugepages-"):]] = selected(read(f"{THP}/{d}/enabled"))
+    swaps = (read("/proc/swaps") or "").splitlines()[1:]
+    return {
+        "thp_enabled": selected(read(f"{THP}/enabled")),
+        "thp_defrag": selected(read(f"{THP}/defrag")),
+        "thp_use_zero_page": read(f"{THP}/use_zero_page"),
+        "mthp": mthp,
+        "swaps": [" ".join(s.split()[:3]) for s in swaps],
+        "ksm_run": read(f"{KSM}/run"),
+        "ksm_use_zero_pages": read(f"{KSM}/use_zero_pages"),
+        "ksm_smart_scan": read(f"{KSM}/smart_scan"),
+        "ksm_pages_to_scan": read(f"{KSM}/pages_to_scan"),
+        "ksm_sleep_millisecs": read(f"{KSM}/sleep_millisecs"),
+        "hugetlb_nr_hugepages": read("/proc/sys/vm/nr_hugepages"),
+        "hugetlb_2m_free": read(f"{HUGETLB_2M}/free_hugepages"),
+    }
