@@ -377,7 +377,7 @@ def test_freeing_clears_the_flag() -> None:
     e = k.mms["P0"].ptes[k.regions["A"]]
     assert isinstance(e, Pte)
     page = e.page
-    assert page.flags >> pf.PG_anon_exclusive & 1
+    assert pf.excl_bit_set(page)
     res = be.step(parse('P0: mmap A anon 1\nP0: munmap A\n', "t.cow").steps[1])
     assert res.finding is None
     assert page.folio.freed and page.flags == 0
@@ -392,7 +392,7 @@ def test_munmap_keeps_stale_flag_while_referenced() -> None:
         assert be.step(st).finding is None
     page = be.k.pipes["p"].refs[0].page
     assert page.mapcount == 0 and page.folio.refcount == 1
-    assert page.flags >> pf.PG_anon_exclusive & 1
+    assert pf.excl_bit_set(page)
 
 
 def test_swap_roundtrip_keeps_exclusivity_in_entry() -> None:

@@ -101,14 +101,14 @@ def encode(k: Kernel) -> State:
     return (mms, pipes, pins, slots, folios, regions)
 
 
-def decode(value: State, version: KernelVersion) -> Kernel:
+def decode(value: State, version: KernelVersion, layout: str | None = None) -> Kernel:
     """A :class:`Kernel` whose :func:`encode` is *value*."""
     mms_v, pipes_v, pins_v, slots_v, folios_v, regions_v = value
-    k = Kernel(version)
+    k = Kernel(version, layout)
     folios: list[Folio] = []
     for i, (order, ref, pin, ent, large, anon, ksm, huge, _swap, pages, mmc) in \
             enumerate(folios_v):
-        f = Folio(i + 1, order)
+        f = Folio(i + 1, order, k.layout)
         f.refcount, f.pincount, f.entire_mapcount, f.large_mapcount = ref, pin, ent, large
         f.anon, f.ksm, f.hugetlb = anon, ksm, huge
         f.mm_counts = dict(mmc)

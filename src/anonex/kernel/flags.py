@@ -21,6 +21,7 @@ The accessors check the ``VM_BUG_ON_PGFLAGS`` conditions and raise :class:`Kerne
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING
 
@@ -38,70 +39,119 @@ class Policy(Enum):
     PF_SECOND = "PF_SECOND"
 
 
-# (name, bit, policy) in enum pageflags order for 6.14+ (6.18). Bits past PG_mlocked depend
-# on the config; these are the host's (no CONFIG_MEMORY_FAILURE: PG_young 21, PG_idle 22).
-PAGEFLAGS: tuple[tuple[str, int, Policy], ...] = (
-    ("locked", 0, Policy.PF_NO_TAIL),
-    ("writeback", 1, Policy.PF_NO_TAIL),
-    ("referenced", 2, Policy.PF_HEAD),
-    ("uptodate", 3, Policy.PF_NO_TAIL),
-    ("dirty", 4, Policy.PF_HEAD),
-    ("lru", 5, Policy.PF_HEAD),
-    ("head", 6, Policy.PF_ANY),
-    ("waiters", 7, Policy.PF_HEAD),
-    ("active", 8, Policy.PF_HEAD),
-    ("workingset", 9, Policy.PF_HEAD),
-    ("owner_priv_1", 10, Policy.PF_ANY),
-    ("owner_2", 11, Policy.PF_ANY),
-    ("arch_1", 12, Policy.PF_ANY),
-    ("reserved", 13, Policy.PF_NO_COMPOUND),
-    ("private", 14, Policy.PF_ANY),
-    ("private_2", 15, Policy.PF_ANY),
-    ("reclaim", 16, Policy.PF_NO_TAIL),
-    ("swapbacked", 17, Policy.PF_NO_TAIL),
-    ("unevictable", 18, Policy.PF_HEAD),
-    ("dropbehind", 19, Policy.PF_HEAD),
-    ("mlocked", 20, Policy.PF_NO_TAIL),
-    ("young", 21, Policy.PF_ANY),
-    ("idle", 22, Policy.PF_ANY),
+@dataclass(frozen=True)
+class Layout:
+    """One era's ``enum pageflags``: every flag's bit and policy, aliases included.
+
+    ``name`` says where PG_anon_exclusive lives: ``owner_2`` (6.12+ rename),
+    ``mappedtodisk`` (merged in 5.19, PG_has_hwpoisoned moved to PG_waiters), ``slab`` (the
+    v1 RFC: an alias of PG_slab, never merged) or ``none`` (before 5.19: no such flag).
+    """
+
+    name: str
+    flags: tuple[tuple[str, int, Policy], ...]
+    aliases: tuple[tuple[str, str, Policy], ...]
+    bit: dict[str, int] = field(default_factory=dict, compare=False)
+    policy: dict[str, Policy] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        for name, b, pol in self.flags:
+            self.bit[name] = b
+            self.policy[name] = pol
+        for alias, base, pol in self.aliases:
+            self.bit[alias] = self.bit[base]
+            self.policy[alias] = pol
+
+    @property
+    def anon_exclusive(self) -> int:
+        """The bit PG_anon_exclusive uses (-1 if this layout has none)."""
+        return self.bit.get("anon_exclusive", -1)
+
+    @property
+    def prep_mask(self) -> int:
+        """``PAGE_FLAGS_CHECK_AT_PREP``: free_pages_prepare() clears all these bits."""
+        return (1 << (max(b for _, b, _ in self.flags) + 1)) - 1
+
+
+_A, _H, _NT, _NC, _S = (Policy.PF_ANY, Policy.PF_HEAD, Policy.PF_NO_TAIL, Policy.PF_NO_COMPOUND,
+                        Policy.PF_SECOND)
+
+# enum pageflags for 6.14+ (6.18). Bits past PG_mlocked depend on the config; these are the
+# host's (no CONFIG_MEMORY_FAILURE: PG_young 21, PG_idle 22).
+_FLAGS_6_18 = (
+    ("locked", 0, _NT), ("writeback", 1, _NT), ("referenced", 2, _H), ("uptodate", 3, _NT),
+    ("dirty", 4, _H), ("lru", 5, _H), ("head", 6, _A), ("waiters", 7, _H), ("active", 8, _H),
+    ("workingset", 9, _H), ("owner_priv_1", 10, _A), ("owner_2", 11, _A), ("arch_1", 12, _A),
+    ("reserved", 13, _NC), ("private", 14, _A), ("private_2", 15, _A), ("reclaim", 16, _NT),
+    ("swapbacked", 17, _NT), ("unevictable", 18, _H), ("dropbehind", 19, _H),
+    ("mlocked", 20, _NT), ("young", 21, _A), ("idle", 22, _A),
 )
-
-# Aliases: (alias, flag whose bit it shares, the alias's own policy).
-ALIASES: tuple[tuple[str, str, Policy], ...] = (
-    ("readahead", "reclaim", Policy.PF_NO_COMPOUND),
-    ("swapcache", "owner_priv_1", Policy.PF_NO_TAIL),
-    ("checked", "owner_priv_1", Policy.PF_NO_COMPOUND),
-    ("anon_exclusive", "owner_2", Policy.PF_ANY),
-    ("mappedtodisk", "owner_2", Policy.PF_NO_TAIL),
-    ("has_hwpoisoned", "active", Policy.PF_SECOND),
-    ("large_rmappable", "workingset", Policy.PF_SECOND),
-    ("partially_mapped", "reclaim", Policy.PF_SECOND),
+# enum pageflags of the 5.x kernels (5.17–5.19 order): PG_slab still a flag, PG_head at 16,
+# PG_mappedtodisk its own slot.
+_FLAGS_5_X = (
+    ("locked", 0, _NT), ("referenced", 1, _H), ("uptodate", 2, _H), ("dirty", 3, _H),
+    ("lru", 4, _H), ("active", 5, _H), ("workingset", 6, _H), ("waiters", 7, _H),
+    ("error", 8, _NT), ("slab", 9, _NT), ("owner_priv_1", 10, _A), ("arch_1", 11, _A),
+    ("reserved", 12, _NC), ("private", 13, _A), ("private_2", 14, _A), ("writeback", 15, _NT),
+    ("head", 16, _A), ("mappedtodisk", 17, _NT), ("reclaim", 18, _NT),
+    ("swapbacked", 19, _NT), ("unevictable", 20, _H), ("mlocked", 21, _NT),
+    ("young", 22, _A), ("idle", 23, _A),
 )
+_COMMON_5_X = (("readahead", "reclaim", _NC), ("swapcache", "owner_priv_1", _NT),
+               ("checked", "owner_priv_1", _NC), ("large_rmappable", "workingset", _S),
+               ("partially_mapped", "reclaim", _S))
 
-BIT: dict[str, int] = {name: bit for name, bit, _ in PAGEFLAGS}
-POLICY: dict[str, Policy] = {name: pol for name, _, pol in PAGEFLAGS}
-for _alias, _base, _pol in ALIASES:
-    BIT[_alias] = BIT[_base]
-    POLICY[_alias] = _pol
+LAYOUTS: dict[str, Layout] = {
+    "owner_2": Layout("owner_2", _FLAGS_6_18, (
+        ("readahead", "reclaim", _NC), ("swapcache", "owner_priv_1", _NT),
+        ("checked", "owner_priv_1", _NC), ("anon_exclusive", "owner_2", _A),
+        ("mappedtodisk", "owner_2", _NT), ("has_hwpoisoned", "active", _S),
+        ("large_rmappable", "workingset", _S), ("partially_mapped", "reclaim", _S))),
+    "mappedtodisk": Layout("mappedtodisk", _FLAGS_5_X, (
+        *_COMMON_5_X, ("anon_exclusive", "mappedtodisk", _A),
+        ("has_hwpoisoned", "waiters", _S))),
+    "slab": Layout("slab", _FLAGS_5_X, (
+        *_COMMON_5_X, ("anon_exclusive", "slab", _A), ("has_hwpoisoned", "mappedtodisk", _S))),
+    "none": Layout("none", _FLAGS_5_X, (
+        *_COMMON_5_X, ("has_hwpoisoned", "mappedtodisk", _S))),
+}
+CURRENT_LAYOUT = LAYOUTS["owner_2"]
 
-PG_anon_exclusive = BIT["anon_exclusive"]
-PG_swapcache = BIT["swapcache"]
-PG_swapbacked = BIT["swapbacked"]
-PG_head = BIT["head"]
-
-# free_pages_prepare() clears every flag bit (PAGE_FLAGS_CHECK_AT_PREP), so the
-# anon-exclusive bit goes with the rest when a page is freed.
-PAGE_FLAGS_CHECK_AT_PREP = (1 << (max(BIT.values()) + 1)) - 1
+# The current layout's table, for callers that do not care about eras.
+PAGEFLAGS = _FLAGS_6_18
+BIT: dict[str, int] = CURRENT_LAYOUT.bit
+POLICY: dict[str, Policy] = CURRENT_LAYOUT.policy
+PAGE_FLAGS_CHECK_AT_PREP = CURRENT_LAYOUT.prep_mask
 
 
-def flag_names(word: int) -> list[str]:
+def layout_for(version_has_flag: bool, owner_2_renamed: bool) -> Layout:
+    """The layout a kernel version uses by default."""
+    if not version_has_flag:
+        return LAYOUTS["none"]
+    return LAYOUTS["owner_2" if owner_2_renamed else "mappedtodisk"]
+
+
+def flag_names(word: int, layout: Layout = CURRENT_LAYOUT) -> list[str]:
     """The primary names of the bits set in a flag word (aliases not repeated)."""
-    return [name for name, bit, _ in PAGEFLAGS if word >> bit & 1]
+    return [name for name, bit, _ in layout.flags if word >> bit & 1]
+
+
+def page_flag_names(page: Page) -> list[str]:
+    """The flags of *page* with the names that apply to it: ``anon_exclusive`` on an anon
+    page, ``swapcache`` on a swap-backed one."""
+    lay = page.folio.layout
+    names = flag_names(page.flags, lay)
+    if page.folio.anon and lay.anon_exclusive >= 0:
+        base = next(n for n, b, _ in lay.flags if b == lay.anon_exclusive)
+        names = ["anon_exclusive" if n == base else n for n in names]
+    if "owner_priv_1" in names and page.folio.swap is not None:
+        names = ["swapcache" if n == "owner_priv_1" else n for n in names]
+    return names
 
 
 def _target(page: Page, name: str, modify: bool) -> Page:
     """The struct page an accessor of flag *name* acts on, with the policy's checks."""
-    pol = POLICY[name]
+    pol = page.folio.layout.policy[name]
     folio = page.folio
     if pol is Policy.PF_ANY:
         return page
@@ -121,20 +171,41 @@ def _target(page: Page, name: str, modify: bool) -> Page:
 
 
 def test_page_flag(page: Page, name: str) -> bool:
-    """``PageX(page)`` for flag *name*, through its compound policy."""
-    return bool(_target(page, name, False).flags >> BIT[name] & 1)
+    """``PageX(page)`` for flag *name*, through its compound policy (False for a flag the
+    page's layout does not have)."""
+    bit = page.folio.layout.bit.get(name)
+    if bit is None:
+        return False
+    return bool(_target(page, name, False).flags >> bit & 1)
 
 
 def set_page_flag(page: Page, name: str) -> None:
     """``SetPageX(page)``."""
     t = _target(page, name, True)
-    t.flags |= 1 << BIT[name]
+    t.flags |= 1 << page.folio.layout.bit[name]
 
 
 def clear_page_flag(page: Page, name: str) -> None:
     """``ClearPageX(page)``."""
     t = _target(page, name, True)
-    t.flags &= ~(1 << BIT[name])
+    t.flags &= ~(1 << page.folio.layout.bit[name])
+
+
+def PageSlab(page: Page) -> bool:
+    """``PageSlab()``; under the v1 layout an anon page's bit is PG_anon_exclusive, so anon
+    pages are excluded (the RFC's ``!PageAnon(page) &&``)."""
+    lay = page.folio.layout
+    if "slab" not in lay.bit:
+        return False
+    if lay.name == "slab" and page.folio.anon:
+        return False
+    return bool(page.folio.pages[0].flags >> lay.bit["slab"] & 1)
+
+
+def excl_bit_set(page: Page) -> bool:
+    """The raw PG_anon_exclusive bit of this struct page (no checks, no redirection)."""
+    b = page.folio.layout.anon_exclusive
+    return b >= 0 and bool(page.flags >> b & 1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -156,7 +227,7 @@ def PageAnonExclusive(page: Page) -> bool:
         raise KernelBug("VM_BUG_ON_PGFLAGS(!PageAnon(page)) in PageAnonExclusive", page.name)
     if page.folio.hugetlb:
         page = page.folio.pages[0]
-    return bool(page.flags >> PG_anon_exclusive & 1)
+    return excl_bit_set(page)
 
 
 def _check_set_clear(page: Page, what: str) -> None:
@@ -170,13 +241,13 @@ def _check_set_clear(page: Page, what: str) -> None:
 def SetPageAnonExclusive(page: Page) -> None:
     """``SetPageAnonExclusive()``: VM_BUG on KSM, non-anon and hugetlb tail pages."""
     _check_set_clear(page, "SetPageAnonExclusive")
-    page.flags |= 1 << PG_anon_exclusive
+    page.flags |= 1 << page.folio.layout.anon_exclusive
 
 
 def ClearPageAnonExclusive(page: Page) -> None:
     """``ClearPageAnonExclusive()``: the same checks as the setter; atomic."""
     _check_set_clear(page, "ClearPageAnonExclusive")
-    page.flags &= ~(1 << PG_anon_exclusive)
+    page.flags &= ~(1 << page.folio.layout.anon_exclusive)
 
 
 def __ClearPageAnonExclusive(page: Page) -> None:
@@ -187,4 +258,4 @@ def __ClearPageAnonExclusive(page: Page) -> None:
     if page.folio.hugetlb and page.index != 0:
         raise KernelBug("VM_BUG_ON_PGFLAGS(PageHuge(page) && !PageHead(page)) in "
                         "__ClearPageAnonExclusive", page.name)
-    page.flags &= ~(1 << PG_anon_exclusive)
+    page.flags &= ~(1 << page.folio.layout.anon_exclusive)

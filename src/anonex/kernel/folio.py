@@ -44,10 +44,13 @@ class Folio:
     """A ``struct folio``: one or more pages with shared reference counts."""
 
     __slots__ = ("anon", "entire_mapcount", "freed", "hugetlb", "ksm", "large_mapcount",
-                 "mm_counts", "order", "pages", "pfn", "pincount", "refcount", "swap", "zero")
+                 "layout", "mm_counts", "order", "pages", "pfn", "pincount", "refcount", "swap",
+                 "zero")
 
-    def __init__(self, pfn: int, order: int = 0) -> None:
+    def __init__(self, pfn: int, order: int = 0,
+                 layout: pf.Layout = pf.CURRENT_LAYOUT) -> None:
         self.pfn = pfn
+        self.layout = layout
         self.order = order
         self.pages = [Page(self, i) for i in range(1 << order)]
         self.refcount = 0
@@ -123,10 +126,27 @@ def page_mapcount(page: Page) -> int:
     return folio_precise_page_mapcount(page)
 
 
-def free_pages_prepare(folio: Folio) -> None:
-    """``free_pages_prepare()`` (mm/page_alloc.c): clear every page's flags, mark it free."""
+def free_pages_prepare(folio: Folio, keep_exclusive: bool = False) -> None:
+    """``free_pages_prepare()`` (mm/page_alloc.c): clear every page's flags, mark it free.
+
+    Under the v1 layout the RFC clears PG_anon_exclusive explicitly *before*
+    ``page->mapping`` goes, since a stale bit on a page that is no longer anon reads as
+    PG_slab; *keep_exclusive* is the injected fault of a free path that forgets to. Then
+    ``check_free_page`` catches the PG_slab bit of the non-anon page as a bad page.
+    """
+    lay = folio.layout
+    if lay.name == "slab" and folio.anon and keep_exclusive:
+        folio.anon = False  # page->mapping cleared with the bit still set
+        from anonex.kernel.errors import KernelBug
+
+        for p in folio.pages:
+            if pf.PageSlab(p) and not p.index:
+                raise KernelBug("bad_page(): PAGE_FLAGS_CHECK_AT_FREE flag(s) set "
+                                "(PG_slab: a stale PG_anon_exclusive, a PageSlab() false "
+                                "positive)", p.name, "free_pages_prepare")
     for p in folio.pages:
-        p.flags &= ~pf.PAGE_FLAGS_CHECK_AT_PREP
+        if not keep_exclusive or lay.name != "slab":
+            p.flags &= ~lay.prep_mask
         p.mapcount = 0
     folio.anon = False
     folio.ksm = False

@@ -22,7 +22,7 @@ from anonex.kernel.state import Kernel
 
 
 def _excl(page: Page) -> bool:
-    return bool(page.flags >> pf.PG_anon_exclusive & 1)
+    return pf.excl_bit_set(page)
 
 
 def check(k: Kernel) -> list[str]:

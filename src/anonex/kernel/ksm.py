@@ -79,8 +79,10 @@ def replace_page(k: Kernel, mm: MM, vpn: int, pte: Pte, kfolio: Folio) -> None:
 
 def _make_stable(k: Kernel, folio: Folio) -> None:
     """``folio_set_stable_node()``: the folio's mapping becomes KSM."""
-    del k
     folio.ksm = True
+    if "ksm-exclusive" in k.injected:
+        # injected: a buggy path marks the new KSM page exclusive
+        pf.SetPageAnonExclusive(folio.pages[0])
 
 
 def ksm_scan(k: Kernel) -> int:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from anonex.kernel.errors import Segfault
+from anonex.kernel.flags import LAYOUTS, layout_for
 from anonex.kernel.folio import Folio, Page, free_pages_prepare
 from anonex.kernel.pgtable import Entry, Pmd
 from anonex.kernel.versions import Rules
@@ -129,12 +130,15 @@ class SwapSlot:
 class Kernel:
     """The model's root object."""
 
-    def __init__(self, version: KernelVersion = CURRENT) -> None:
+    def __init__(self, version: KernelVersion = CURRENT, layout: str | None = None) -> None:
         self.version = version
         self.rules = Rules(version)
+        self.layout = LAYOUTS[layout] if layout else layout_for(
+            self.rules.anon_exclusive, self.rules.owner_2_rename)
+        self.injected: set[str] = set()  # armed fault injections (see backend "inject")
         self.mms: dict[str, MM] = {}
         self.next_pfn = 1
-        self.zero_folio = Folio(ZERO_PFN)
+        self.zero_folio = Folio(ZERO_PFN, 0, self.layout)
         self.zero_folio.zero = True
         self.pipes: dict[str, Pipe] = {}
         self.pins: dict[str, Pin] = {}
@@ -162,7 +166,7 @@ class Kernel:
 
     def alloc_folio(self, order: int = 0) -> Folio:
         """``folio_alloc()``: a new folio with one reference and clear flags."""
-        f = Folio(self.next_pfn, order)
+        f = Folio(self.next_pfn, order, self.layout)
         self.next_pfn += 1 << order
         f.refcount = 1
         return f
@@ -178,5 +182,5 @@ class Kernel:
             return
         folio.refcount -= n
         if folio.refcount == 0:
-            free_pages_prepare(folio)
+            free_pages_prepare(folio, keep_exclusive="free-keeps-flag" in self.injected)
             self.freed.append(folio)

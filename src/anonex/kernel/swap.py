@@ -166,7 +166,10 @@ def do_swap_page(k: Kernel, mm: MM, vma: VMA, vpn: int, entry: SwapPte, flags: i
     else:
         k.folio_get(folio)  # the reference the new mapping will own
     page = folio.pages[0] if folio.swap is None else folio.pages[entry.slot - folio.swap]
-    if r.anon_exclusive:
+    if "fs-mappedtodisk" in k.injected and not folio.anon:
+        # injected: a filesystem sets PG_mappedtodisk on a page in the swap cache
+        pf.set_page_flag(folio.pages[0], "mappedtodisk")
+    if r.anon_exclusive and k.layout.name in ("mappedtodisk", "owner_2"):
         if folio.anon and pf.PageAnonExclusive(page):
             raise KernelBug("BUG_ON(folio_test_anon(folio) && PageAnonExclusive(page)) in "
                             "do_swap_page", page.name)

@@ -20,7 +20,7 @@ _COPIED: tuple[tuple[str, str], ...] = (
     ("locked", "LOCKED"), ("referenced", "REFERENCED"), ("uptodate", "UPTODATE"),
     ("dirty", "DIRTY"), ("lru", "LRU"), ("active", "ACTIVE"), ("writeback", "WRITEBACK"),
     ("reclaim", "RECLAIM"), ("swapbacked", "SWAPBACKED"), ("unevictable", "UNEVICTABLE"),
-    ("reserved", "RESERVED"), ("mlocked", "MLOCKED"), ("owner_2", "OWNER_2"),
+    ("reserved", "RESERVED"), ("mlocked", "MLOCKED"), ("mappedtodisk", "OWNER_2"),
     ("private", "PRIVATE"), ("private_2", "PRIVATE_2"), ("owner_priv_1", "OWNER_PRIVATE"),
     ("arch_1", "ARCH"),
 )
@@ -36,10 +36,17 @@ def stable_page_flags(page: Page, rules: Rules) -> int:
     if folio.zero:
         return 1 << kpf.bit("ZERO_PAGE")
     src = folio.pages[0] if rules.kpageflags_from_head else page
+    lay = folio.layout
     word = 0
     for flag, name in _COPIED:
-        if src.flags >> pf.BIT[flag] & 1:
+        b = lay.bit.get(flag)
+        if b is not None and src.flags >> b & 1:
             word |= 1 << kpf.bit(name)
+    # ≤6.9 PG_slab was a flag; the v1 RFC reports KPF_SLAB only if PageSlab(), which
+    # excludes anon pages whose bit means PG_anon_exclusive
+    if "slab" in lay.bit and (pf.PageSlab(page) or (lay.name != "slab" and
+                                                     src.flags >> lay.bit["slab"] & 1)):
+        word |= 1 << kpf.bit("SLAB")
     if folio.mapcount_total() > 0 or any(p.mapcount for p in folio.pages):
         word |= 1 << kpf.bit("MMAP")
     if folio.anon:
