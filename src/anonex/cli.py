@@ -20,6 +20,7 @@ from rich.progress import Progress
 
 from anonex import __version__
 from anonex.diff import diff
+from anonex.explore.cli import explore_cmd
 from anonex.kernel.backend import ModelBackend
 from anonex.kernel.versions import boundary_versions
 from anonex.observation import Backend
@@ -93,6 +94,19 @@ def _live_backend() -> tuple[Backend | None, str]:
 
 
 FileArg = Annotated[Path, typer.Argument(help="a .cow scenario file")]
+LayoutOpt = Annotated[str | None, typer.Option(
+    "--layout", help="where PG_anon_exclusive lives: slab (v1 RFC), mappedtodisk (5.19), "
+                     "owner_2 (6.12+); default: the kernel version's own")]
+
+
+def _layout(name: str | None) -> str | None:
+    from anonex.kernel.flags import LAYOUTS
+
+    if name is not None and name not in LAYOUTS:
+        err.print(f"error: unknown layout {name!r}; expected one of: slab, mappedtodisk, "
+                  "owner_2")
+        raise typer.Exit(2)
+    return name
 TraceOpt = Annotated[bool, typer.Option("--trace", help="print every step and page")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="write the run as one JSON document")]
 
@@ -104,10 +118,12 @@ def run_cmd(
     str(CURRENT),
     show_trace: TraceOpt = False,
     as_json: JsonOpt = False,
+    layout: LayoutOpt = None,
 ) -> None:
     """Run one scenario on the model at a kernel version."""
     scen = _parse_all(_collect([file]))[0]
-    t = run(scen, ModelBackend(_version(kernel), detail=show_trace or as_json))
+    t = run(scen, ModelBackend(_version(kernel), detail=show_trace or as_json,
+                               layout=_layout(layout)))
     _emit_one(t, show_trace, as_json)
 
 
@@ -143,6 +159,7 @@ def check_cmd(
     no_live: Annotated[bool, typer.Option("--no-live", help="do not run the live kernel")] =
     False,
     as_tap: Annotated[bool, typer.Option("--tap", help="kselftest-style TAP output")] = False,
+    layout: LayoutOpt = None,
 ) -> None:
     """Run scenarios on the model at every boundary version and on the live kernel, print
     the matrix and every model-vs-live divergence."""
@@ -160,7 +177,7 @@ def check_cmd(
         task = prog.add_task("checking", total=total)
         for s in scens:
             for v in versions:
-                cells[(s.name, str(v))] = run(s, ModelBackend(v))
+                cells[(s.name, str(v))] = run(s, ModelBackend(v, layout=_layout(layout)))
                 prog.advance(task)
             if live is not None:
                 lt = run(s, live)
@@ -170,7 +187,7 @@ def check_cmd(
                 if diff(mt, lt):
                     divergent.append((s.name, mt, lt))
     if as_tap:
-        res = [(f"{name} [{col}]", t) for (name, col), t in cells.items()]
+        res = [(f"{t.scenario.title or name} [{col}]", t) for (name, col), t in cells.items()]
         out.print(tap(res), markup=False)
     else:
         rtext.matrix(out, [s.name for s in scens], columns, cells)
@@ -184,6 +201,9 @@ def check_cmd(
                   f"{len(divergent)} diverging from the live kernel")
     bad = any(not t.as_expected for t in cells.values()) or bool(divergent)
     raise typer.Exit(1 if bad else 0)
+
+
+app.command("explore")(explore_cmd)
 
 
 @app.command("version")

@@ -30,6 +30,7 @@ from anonex.kernel.gup import (
     unpin_user_page,
 )
 from anonex.kernel.madvise import madvise
+from anonex.kernel.memory_failure import identify_page_state
 from anonex.kernel.mmap import exit_mmap, mmap_anon, mremap, munmap
 from anonex.kernel.mprotect import mprotect
 from anonex.kernel.oracle import Oracle
@@ -56,6 +57,15 @@ from anonex.scenario import ast
 from anonex.versions import CURRENT, KernelVersion
 
 
+def _needs_detail(scen: ast.Scenario) -> bool:
+    """Whether expectations look at kpageflags, page-types or memory-failure."""
+    def walk(c: ast.Cond) -> bool:
+        if isinstance(c, ast.Not):
+            return walk(c.cond)
+        return isinstance(c, ast.Kpf | ast.PageTypes | ast.MemoryFailure)
+    return any(isinstance(s, ast.Expect) and walk(s.cond) for s in scen.stmts)
+
+
 def join_tags(tags: list[str]) -> str:
     """A read over several pages: the tag if all agree, else the tags joined by ','."""
     if tags and all(t == tags[0] for t in tags):
@@ -67,8 +77,11 @@ class ModelBackend:
     """The kernel model at one version, behind the :class:`~anonex.observation.Backend`
     protocol."""
 
-    def __init__(self, version: KernelVersion = CURRENT, detail: bool = False) -> None:
+    def __init__(self, version: KernelVersion = CURRENT, detail: bool = False,
+                 layout: str | None = None) -> None:
+        self.layout = layout  # --layout: overrides the scenario's `layout`
         self.detail = detail  # raw flag words and kpageflags in observations (for --trace)
+        self.run_detail = detail
         self.version = version
         self.name = f"model@{version}"
         self.k = Kernel(version)
@@ -78,8 +91,8 @@ class ModelBackend:
     # -- protocol -------------------------------------------------------------------------
 
     def start(self, scenario: ast.Scenario) -> None:
-        del scenario
-        self.k = Kernel(self.version)
+        self.k = Kernel(self.version, self.layout or scenario.layout)
+        self.run_detail = self.detail or _needs_detail(scenario)
         self.k.mms["P0"] = MM("P0")
         self.oracle = Oracle()
         self.region_pages = {}
@@ -88,7 +101,7 @@ class ModelBackend:
         pass
 
     def environment(self) -> dict[str, Any]:
-        return {"backend": "model", "kernel": str(self.version)}
+        return {"backend": "model", "kernel": str(self.version), "layout": self.k.layout.name}
 
     def step(self, st: ast.Step) -> StepResult:
         try:
@@ -156,9 +169,10 @@ class ModelBackend:
         ex: dict[str, Any] = {"refcount": ref, "pincount": pins, "pte_write": w, "pte_dirty": d}
         if pmd:
             ex["pmd"] = True
-        if self.detail:
-            ex["flags"] = pf.flag_names(page.flags)
+        if self.run_detail:
+            ex["flags"] = pf.page_flag_names(page)
             ex["kpf"] = stable_page_flags(page, self.k.rules)
+            ex["memory_failure"] = identify_page_state(page)
         return ex
 
     def _pin_coherence(self) -> list[str]:
@@ -436,6 +450,10 @@ class ModelBackend:
                     raise Unsupported("migrating a large folio: not in the model yet")
                 if isinstance(ent, Pte):
                     migrate_folio(k, ent.page.folio)
+            return StepResult()
+        if op == "inject":
+            assert st.word is not None
+            k.injected.add(st.word)
             return StepResult()
         if op == "ksm_scan":
             from anonex.kernel.ksm import ksm_scan

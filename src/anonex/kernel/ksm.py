@@ -80,7 +80,7 @@ def replace_page(k: Kernel, mm: MM, vpn: int, pte: Pte, kfolio: Folio) -> None:
 def _make_stable(k: Kernel, folio: Folio) -> None:
     """``folio_set_stable_node()``: the folio's mapping becomes KSM."""
     folio.ksm = True
-    if "ksm-exclusive" in k.injected:
+    if "ksm-exclusive" in k.injected and k.rules.anon_exclusive:
         # injected: a buggy path marks the new KSM page exclusive
         pf.SetPageAnonExclusive(folio.pages[0])
 

@@ -133,7 +133,8 @@ class Kernel:
     def __init__(self, version: KernelVersion = CURRENT, layout: str | None = None) -> None:
         self.version = version
         self.rules = Rules(version)
-        self.layout = LAYOUTS[layout] if layout else layout_for(
+        # a scenario's `layout` applies to kernels that have the flag at all (5.19+)
+        self.layout = LAYOUTS[layout] if layout and self.rules.anon_exclusive else layout_for(
             self.rules.anon_exclusive, self.rules.owner_2_rename)
         self.injected: set[str] = set()  # armed fault injections (see backend "inject")
         self.mms: dict[str, MM] = {}

@@ -81,7 +81,7 @@ class VersionRange:
 OpName = Literal[
     "mmap", "write", "read", "read_handle", "touch", "fork", "exit", "munmap", "mprotect",
     "mremap", "madvise", "vmsplice", "pin", "unpin", "dma_write", "dma_read", "dio_read",
-    "dio_write", "peek", "poke", "force_write", "split", "migrate", "ksm_scan",
+    "dio_write", "peek", "poke", "force_write", "split", "migrate", "ksm_scan", "inject",
 ]
 
 
@@ -160,11 +160,45 @@ class Outcome:
 
 
 @dataclass(frozen=True, slots=True)
+class Kpf:
+    """``Pk R[i] kpf NAME``: the page's kpageflags word has bit KPF_NAME."""
+
+    page: PageRef
+    flag: str
+
+
+@dataclass(frozen=True, slots=True)
+class PageTypes:
+    """``Pk R[i] page-types "names"``: page-types -r lists these long flag names (comma
+    separated) for the page."""
+
+    page: PageRef
+    names: str
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryFailure:
+    """``Pk R[i] memory-failure "class"``: how memory-failure would classify the page."""
+
+    page: PageRef
+    what: str
+
+
+@dataclass(frozen=True, slots=True)
+class Bug:
+    """``bug "text"``: the step just before hit a kernel BUG_ON/VM_BUG_ON (or broke an
+    invariant) whose report contains *text*; expected, so it does not fail the scenario."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class Not:
     cond: Cond
 
 
-Cond = VarEq | PageState | Same | Mapcount | Faults | Outcome | Not
+Cond = VarEq | PageState | Same | Mapcount | Faults | Outcome | Kpf | PageTypes | \
+    MemoryFailure | Bug | Not
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +235,7 @@ class Scenario:
     about: str = ""
     stmts: list[Stmt] = field(default_factory=list)
     xfails: list[XFail] = field(default_factory=list)
+    layout: str | None = None  # ``layout NAME``: the page-flag layout the model must use
 
     @property
     def name(self) -> str:
@@ -238,6 +273,14 @@ def cond_text(c: Cond) -> str:
         return f"mapcount {c.page.proc} {c.page.loc} == {c.value}"
     if isinstance(c, Faults):
         return f"@{c.label} faults == {c.value}"
+    if isinstance(c, Kpf):
+        return f"{c.page.proc} {c.page.loc} kpf {c.flag}"
+    if isinstance(c, PageTypes):
+        return f"{c.page.proc} {c.page.loc} page-types {_q(c.names)}"
+    if isinstance(c, MemoryFailure):
+        return f"{c.page.proc} {c.page.loc} memory-failure {_q(c.what)}"
+    if isinstance(c, Bug):
+        return f"bug {_q(c.text)}"
     return f"@{c.label} {c.outcome}"
 
 
@@ -277,6 +320,8 @@ def _step_text(s: Step) -> str:
         body = f"peek {s.target} {s.loc} -> {s.var}"
     elif op in ("poke", "force_write"):
         body = f"{op.replace('_', '-')} {s.target} {s.loc} {_q(s.tag or '')}"
+    elif op == "inject":
+        body = f"inject {s.word}"
     else:
         body = "ksm-scan"
     text = f"{s.proc}: {body}" if s.proc else body

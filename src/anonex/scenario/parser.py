@@ -36,6 +36,8 @@ _DESCRIBE: dict[str, str] = {
     "OUTCOME": "a fault outcome (new, reused, copied, swapin)",
     "PROT": "a protection (ro, rw, none)",
     "NONE": "none",
+    "LAYOUT": "a flag layout (slab, mappedtodisk, owner_2)",
+    "INJECTION": "a fault to inject (fs-mappedtodisk, free-keeps-flag, ksm-exclusive)",
     "ADVICE": "a madvise advice (dontfork, dofork, wipeonfork, keeponfork, pageout, dontneed, "
               "hugepage, nohugepage, collapse, mergeable, unmergeable, populate-read, "
               "populate-write)",
@@ -182,6 +184,18 @@ class _ToAst(Transformer[Token, Any]):
     def outcome(self, c: list[Any]) -> ast.Cond:
         return ast.Outcome(c[0], str(c[1]))
 
+    def kpf(self, c: list[Any]) -> ast.Cond:
+        return ast.Kpf(c[0], str(c[1]))
+
+    def pagetypes(self, c: list[Any]) -> ast.Cond:
+        return ast.PageTypes(c[0], self._str(c[1]))
+
+    def memory_failure(self, c: list[Any]) -> ast.Cond:
+        return ast.MemoryFailure(c[0], self._str(c[1]))
+
+    def bug(self, c: list[Token]) -> ast.Cond:
+        return ast.Bug(self._str(c[0]))
+
 
 _OP_FIELDS: dict[str, tuple[str, ...]] = {
     # field names filled, in order, from an operation's children
@@ -209,6 +223,7 @@ _OP_FIELDS: dict[str, tuple[str, ...]] = {
     "split": ("loc",),
     "migrate": ("loc",),
     "ksm_scan": (),
+    "inject": ("word",),
 }
 
 
@@ -269,6 +284,8 @@ def parse(text: str, path: str = "<scenario>") -> ast.Scenario:
             scen.title = str(st.children[0])[1:-1]
         elif kind == "about":
             scen.about = str(st.children[0])[1:-1]
+        elif kind == "layout":
+            scen.layout = str(st.children[0])
         elif kind == "xfail":
             rng = to_ast.transform(_tree(st.children[0]))
             why = str(st.children[1])[1:-1] if len(st.children) > 1 else ""
@@ -421,8 +438,18 @@ def _check_cond(scen: ast.Scenario, text: str, c: ast.Cond, pos: ast.Pos, procs:
                                     "(reads set variables: 'read A[0] -> v')")
     if isinstance(c, ast.Faults | ast.Outcome) and c.label not in labels:
         raise _err(scen, text, pos, f"label @{c.label} is not defined before this line")
+    if isinstance(c, ast.Kpf):
+        from anonex.procfs import kpageflags as kpf
+
+        try:
+            kpf.bit(c.flag.upper())
+        except KeyError:
+            raise _err(scen, text, pos, f"'{c.flag}' is not a kpageflags bit; expected a "
+                                        "KPF name in lower case (anon, slab, owner_2, …)") \
+                from None
     pages: list[ast.PageRef] = []
-    if isinstance(c, ast.PageState | ast.Mapcount):
+    if isinstance(c, ast.PageState | ast.Mapcount | ast.Kpf | ast.PageTypes |
+                  ast.MemoryFailure):
         pages = [c.page]
     elif isinstance(c, ast.Same):
         pages = [c.a, c.b]

@@ -131,6 +131,7 @@ class Runner:
         labeler = _Labeler()
         outcomes: dict[str, tuple[int, str]] = {}
         failed: list[str] = []
+        pending: list[str] = []  # findings of the last step, until an `expect bug` takes them
         obs: dict[tuple[str, str, int], PageObs] = {}
         try:
             be.start(scen)
@@ -138,11 +139,13 @@ class Runner:
             current: list[ExpectRecord] = trace.initial_expects
             for st in scen.stmts:
                 if isinstance(st, ast.Expect):
-                    rec = self._check(st, obs, trace.vars, outcomes, be.version)
+                    rec = self._check(st, obs, trace.vars, outcomes, be.version, pending)
                     current.append(rec)
                     if rec.result == "fail":
                         failed.append(f"{st.pos.line}: {st.text()} ({rec.detail})")
                     continue
+                failed.extend(pending)
+                pending = []
                 try:
                     res = be.step(st)
                 except Unsupported as e:
@@ -174,7 +177,8 @@ class Runner:
                 if res.error is not None:
                     failed.append(f"{st.pos.line}: {st.text()}: {res.error}")
                 if res.finding is not None:
-                    failed.append(f"{st.pos.line}: {st.text()}: {res.finding}")
+                    pending.append(f"{st.pos.line}: {st.text()}: {res.finding}")
+            failed.extend(pending)
         finally:
             be.finish()
         xf = scen.xfail_for(be.version)
@@ -190,9 +194,15 @@ class Runner:
 
     def _check(self, ex: ast.Expect, obs: dict[tuple[str, str, int], PageObs],
                vars_: dict[str, str], outcomes: dict[str, tuple[int, str]],
-               version: KernelVersion) -> ExpectRecord:
+               version: KernelVersion, pending: list[str]) -> ExpectRecord:
         if ex.on is not None and not ex.on.contains(version):
             return ExpectRecord(ex, "n/a", f"not on {version}")
+        if isinstance(ex.cond, ast.Bug):
+            hit = [f for f in pending if ex.cond.text in f]
+            for f in hit:
+                pending.remove(f)  # an expected BUG does not fail the scenario
+            return ExpectRecord(ex, "pass" if hit else "fail",
+                                hit[0] if hit else "no such BUG in the last step")
         val, detail = evaluate(ex.cond, obs, vars_, outcomes)
         if val is None:
             return ExpectRecord(ex, "unobservable", detail)
@@ -224,6 +234,29 @@ def evaluate(c: ast.Cond, obs: dict[tuple[str, str, int], PageObs], vars_: dict[
         if a is None or b is None or a.state != "present" or b.state != "present":
             return False, "not both present"
         return a.ident == b.ident, f"{a.page} vs {b.page}"
+    if isinstance(c, ast.Kpf | ast.PageTypes | ast.MemoryFailure):
+        o = _page(obs, c.page)
+        if o is None or o.state != "present":
+            return False, "not present"
+        word = o.extra.get("kpf")
+        if isinstance(c, ast.MemoryFailure):
+            mf = o.extra.get("memory_failure")
+            if mf is None:
+                return None, "memory-failure's decision is not observable here"
+            return mf == c.what, f"memory-failure: {mf}"
+        if word is None:
+            return None, "kpageflags not observable here"
+        if isinstance(c, ast.Kpf):
+            from anonex.procfs import kpageflags as kpf
+
+            return kpf.has(word, kpf.bit(c.flag.upper())), f"kpf = {word:#x}"
+        from anonex.procfs.expand import raw_names
+
+        names = raw_names(word)
+        want = [n.strip() for n in c.names.split(",") if n.strip()]
+        return all(n in names for n in want), f"page-types -r: {','.join(names)}"
+    if isinstance(c, ast.Bug):
+        return False, "bug expectations are checked by the runner"
     if isinstance(c, ast.Mapcount):
         o = _page(obs, c.page)
         mc = 0 if o is None or o.state != "present" else o.mapcount
