@@ -635,3 +635,41 @@ def test_kpageflags_of_thp_tails(version: str, tail_bit: int) -> None:
         assert tail & (1 << kpf.bit(name)), name
     assert bool(tail & (1 << kpf.bit("SWAPBACKED"))) == bool(tail_bit)  # a head-only flag
     assert head & (1 << kpf.bit("COMPOUND_HEAD")) and tail & (1 << kpf.bit("COMPOUND_TAIL"))
+
+
+def test_mm_id_slots_and_shared_bit() -> None:
+    """6.15+: two MM-ID slots; a third mm sets the shared bit, which clears only once one
+    slot owns every mapping again; only then is a PTE-mapped large folio reused."""
+    be = model_state("""
+P0: mmap A anon 16
+P0: madvise A hugepage
+P0: write A "m"
+P0: fork P1
+P0: fork P2
+""")
+    k = be.k
+    e = k.mms["P0"].ptes[k.regions["A"]]
+    assert isinstance(e, Pte)
+    folio = e.page.folio
+    assert folio.large and folio.large_mapcount == 48
+    assert set(folio.mm_counts) == {"P0", "P1"} and folio.mm_shared
+    for proc, shared in (("P1", True), ("P2", False)):
+        res = be.step(parse(f"P0: fork {proc}\n{proc}: exit\n", "t.cow").steps[-1])
+        assert res.finding is None
+        assert folio.mm_shared is shared, text
+    assert folio.mm_counts == {"P0": 16}
+    t = model_run("""
+P0: mmap A anon 16
+P0: madvise A hugepage
+P0: write A "m"
+P0: fork P1
+P0: fork P2
+P1: exit
+P0: write A[3] "x" @c
+expect @c copied
+P2: exit
+P0: write A[4] "y" @r
+expect @r reused on >=6.15
+expect @r copied on <6.15
+""")
+    ok(t)

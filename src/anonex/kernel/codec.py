@@ -94,7 +94,7 @@ def encode(k: Kernel) -> State:
         (f.order, f.refcount, f.pincount, f.entire_mapcount, f.large_mapcount, f.anon, f.ksm,
          f.hugetlb, -1 if f.swap is None else enc.sidx[f.swap],
          tuple((p.flags, p.mapcount, p.data) for p in f.pages),
-         tuple(sorted(f.mm_counts.items())))
+         tuple(sorted(f.mm_counts.items())), f.mm_shared)
         for f in enc.folios
     )
     regions = tuple(sorted(k.regions.items()))
@@ -106,12 +106,13 @@ def decode(value: State, version: KernelVersion, layout: str | None = None) -> K
     mms_v, pipes_v, pins_v, slots_v, folios_v, regions_v = value
     k = Kernel(version, layout)
     folios: list[Folio] = []
-    for i, (order, ref, pin, ent, large, anon, ksm, huge, _swap, pages, mmc) in \
+    for i, (order, ref, pin, ent, large, anon, ksm, huge, _swap, pages, mmc, mms) in \
             enumerate(folios_v):
         f = Folio(i + 1, order, k.layout)
         f.refcount, f.pincount, f.entire_mapcount, f.large_mapcount = ref, pin, ent, large
         f.anon, f.ksm, f.hugetlb = anon, ksm, huge
         f.mm_counts = dict(mmc)
+        f.mm_shared = mms
         for p, (flags, mc, data) in zip(f.pages, pages, strict=True):
             p.flags, p.mapcount, p.data = flags, mc, data
         folios.append(f)

@@ -44,8 +44,8 @@ class Folio:
     """A ``struct folio``: one or more pages with shared reference counts."""
 
     __slots__ = ("anon", "entire_mapcount", "freed", "hugetlb", "ksm", "large_mapcount",
-                 "layout", "mm_counts", "order", "pages", "pfn", "pincount", "refcount", "swap",
-                 "zero")
+                 "layout", "mm_counts", "mm_shared", "order", "pages", "pfn", "pincount",
+                 "refcount", "swap", "zero")
 
     def __init__(self, pfn: int, order: int = 0,
                  layout: pf.Layout = pf.CURRENT_LAYOUT) -> None:
@@ -63,7 +63,9 @@ class Folio:
         self.zero = False
         self.freed = False
         self.swap: int | None = None  # swap slot while in the swap cache
-        self.mm_counts: dict[str, int] = {}  # large folios: mappings per mm (the MM-ID slots)
+        # large folios (6.15+ CONFIG_MM_ID): two (mm id, mapcount) slots and the shared bit
+        self.mm_counts: dict[str, int] = {}
+        self.mm_shared = False
 
     @property
     def large(self) -> bool:
@@ -84,23 +86,38 @@ class Folio:
         return self.pages[0].mapcount
 
     def maybe_mapped_shared(self) -> bool:
-        """``folio_maybe_mapped_shared()`` (6.15+ MM-ID tracking): more than one mm maps it.
-
-        The kernel keeps two (mm id, count) slots and a sticky shared bit; anonex counts per
-        mm exactly, which agrees whenever at most two mms map the folio."""
-        return sum(1 for c in self.mm_counts.values() if c > 0) > 1
+        """``folio_maybe_mapped_shared()`` for a large folio: the MM-ID shared bit."""
+        return self.mm_shared
 
     def mm_add(self, mm: str, n: int = 1) -> None:
-        if self.large:
-            self.mm_counts[mm] = self.mm_counts.get(mm, 0) + n
+        """``folio_add_return_large_mapcount()``'s MM-ID part, after large_mapcount grew
+        by *n*: count in this mm's slot, take a free slot (the folio becomes "maybe shared"
+        if it was mapped already), or, with both slots taken by others, set the bit."""
+        if not self.large:
+            return
+        before = self.large_mapcount - n
+        if mm in self.mm_counts:
+            self.mm_counts[mm] += n
+        elif len(self.mm_counts) < 2:
+            self.mm_counts[mm] = n
+            if before > 0:
+                self.mm_shared = True
+        else:
+            self.mm_shared = True
 
     def mm_sub(self, mm: str, n: int = 1) -> None:
-        if self.large:
-            left = self.mm_counts.get(mm, 0) - n
-            if left > 0:
-                self.mm_counts[mm] = left
-            else:
-                self.mm_counts.pop(mm, None)
+        """``folio_sub_return_large_mapcount()``'s MM-ID part, after large_mapcount shrank:
+        the slot's count drops (an empty slot is freed), and the shared bit clears once one
+        slot owns every remaining mapping."""
+        if not self.large:
+            return
+        if mm in self.mm_counts:
+            self.mm_counts[mm] -= n
+            if self.mm_counts[mm] <= 0:
+                del self.mm_counts[mm]
+        if self.mm_shared and (self.large_mapcount == 0 or any(
+                c == self.large_mapcount for c in self.mm_counts.values())):
+            self.mm_shared = False
 
 
 def folio_has_pincount(folio: Folio) -> bool:
@@ -152,3 +169,4 @@ def free_pages_prepare(folio: Folio, keep_exclusive: bool = False) -> None:
     folio.ksm = False
     folio.freed = True
     folio.mm_counts.clear()
+    folio.mm_shared = False
