@@ -136,8 +136,8 @@ class ModelBackend:
             return PageObs(
                 mm.name, region, i, "present", ident=f.pfn * 4096 + page.index,
                 anon_exclusive=f.anon and pf.PageAnonExclusive(head),
-                mapcount=page.mapcount + f.entire_mapcount,
-                ksm=False, thp=not f.hugetlb, huge=f.hugetlb, zero=False, data=page.data,
+                mapcount=0 if f.zero else page.mapcount + f.entire_mapcount,
+                ksm=False, thp=not f.hugetlb, huge=f.hugetlb, zero=f.zero, data=page.data,
                 extra=self._extra(page, f.refcount, f.pincount, pmd.write, pmd.dirty, True),
             )
         e = mm.ptes.get(vpn)

@@ -29,7 +29,7 @@ class _Enc:
 
     def folio(self, f: Folio) -> int:
         if f.zero:
-            return -1
+            return -1 if f.order == 0 else -3
         i = self.fidx.get(id(f))
         if i is None:
             i = self.fidx[id(f)] = len(self.folios)
@@ -125,12 +125,14 @@ def decode(value: State, version: KernelVersion, layout: str | None = None) -> K
     k.next_slot = len(slots_v) + 1
 
     def page(fi: int, pi: int) -> Page:
+        if fi == -3:
+            return k.huge_zero_folio.pages[pi]
         return k.zero_page if fi < 0 else folios[fi].pages[pi]
 
     for name, has_pinned, vmas, pmds, ptes in mms_v:
         mm = MM(name, [VMA(*v) for v in vmas], {}, has_pinned)
         for b, fi, w, d in pmds:
-            mm.pmds[b] = Pmd(folios[fi], w, d)
+            mm.pmds[b] = Pmd(k.huge_zero_folio if fi == -3 else folios[fi], w, d)
         for vpn, e in ptes:
             kind = e[0]
             if kind == 0:

@@ -67,10 +67,13 @@ def handle_mm_fault(k: Kernel, mm: MM, vpn: int, flags: int) -> str:
             from anonex.kernel.hugetlb import hugetlb_no_page
 
             return hugetlb_no_page(k, mm, vma, huge_base(vpn), bool(flags & FAULT_FLAG_WRITE))
-        if flags & FAULT_FLAG_WRITE and thp_vma_suitable(mm, vma, vpn):
-            from anonex.kernel.thp import do_huge_pmd_anonymous_page
+        if thp_vma_suitable(mm, vma, vpn):
+            from anonex.kernel.thp import do_huge_pmd_anonymous_page, do_huge_zero_page_read
 
-            return do_huge_pmd_anonymous_page(k, mm, vma, huge_base(vpn))
+            if flags & FAULT_FLAG_WRITE:
+                return do_huge_pmd_anonymous_page(k, mm, vma, huge_base(vpn))
+            if k.thp_use_zero_page:
+                return do_huge_zero_page_read(k, mm, huge_base(vpn))
         return do_anonymous_page(k, mm, vma, vpn, flags)
     if isinstance(entry, SwapPte):
         from anonex.kernel.swap import do_swap_page

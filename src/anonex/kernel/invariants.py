@@ -35,6 +35,8 @@ def check(k: Kernel) -> list[str]:
     for mm in k.mms.values():
         for base, pmd in mm.pmds.items():
             f = pmd.folio
+            if f.zero:
+                continue
             folios[f.pfn] = f
             refs[f.pfn] += 1
             if f.freed:

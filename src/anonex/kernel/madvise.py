@@ -16,6 +16,7 @@ from anonex.kernel.state import (
     MM,
     VM_DONTCOPY,
     VM_HUGEPAGE,
+    VM_HUGETLB,
     VM_MERGEABLE,
     VM_NOHUGEPAGE,
     VM_WIPEONFORK,
@@ -87,8 +88,13 @@ def madvise(k: Kernel, mm: MM, start: int, end: int, advice: str) -> None:
 
 def madvise_pageout(k: Kernel, mm: MM, start: int, end: int) -> None:
     """``MADV_PAGEOUT``: reclaim anon pages that only this process maps (others are skipped
-    silently, as are the zero page and pinned pages)."""
+    silently, as are the zero page and pinned pages); EINVAL on hugetlb VMAs
+    (``can_madv_lru_vma``)."""
     from anonex.kernel.swap import shrink_folio
+
+    for vpn in range(start, end):
+        if mm.vma_or_fault(vpn).flags & VM_HUGETLB:
+            raise Segfault("EINVAL: MADV_PAGEOUT on a hugetlb VMA")
 
     seen: set[int] = set()
     for vpn in range(start, end):

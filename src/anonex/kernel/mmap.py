@@ -144,6 +144,8 @@ def zap_huge_pmd(k: Kernel, mm: MM, base: int) -> None:
     from anonex.kernel.rmap import folio_remove_rmap_pmd
 
     pmd = mm.pmds.pop(base)
+    if pmd.folio.zero:
+        return
     folio_remove_rmap_pmd(pmd.folio, mm.name)
     k.folio_put(pmd.folio)
 

@@ -44,6 +44,7 @@ def huge_base(vpn: int) -> int:
     """The first vpn of the 2 MiB-aligned range holding *vpn*."""
     return vpn & ~(HPAGE_PMD_NR - 1)
 ZERO_PFN = 0
+HUGE_ZERO_PFN = 1 << 40  # outside the model's allocations
 
 
 def is_cow_mapping(vm_flags: int) -> bool:
@@ -141,6 +142,8 @@ class Kernel:
         self.next_pfn = 1
         self.zero_folio = Folio(ZERO_PFN, 0, self.layout)
         self.zero_folio.zero = True
+        self._huge_zero: Folio | None = None
+        self.thp_use_zero_page = True  # /sys/kernel/mm/transparent_hugepage/use_zero_page
         self.pipes: dict[str, Pipe] = {}
         self.pins: dict[str, Pin] = {}
         self.swap: dict[int, SwapSlot] = {}
@@ -157,6 +160,15 @@ class Kernel:
     @property
     def zero_page(self) -> Page:
         return self.zero_folio.pages[0]
+
+    @property
+    def huge_zero_folio(self) -> Folio:
+        """The huge zero page (allocated on first use, never freed)."""
+        if self._huge_zero is None:
+            f = Folio(HUGE_ZERO_PFN, 9, self.layout)
+            f.zero = True
+            self._huge_zero = f
+        return self._huge_zero
 
     def region_vpn(self, region: str) -> int:
         if region not in self.regions:

@@ -118,7 +118,7 @@ def shrink_folio(k: Kernel, folio: Folio) -> bool:
     in the swap cache (5.11+); the unmap fails for them anyway from 5.19."""
     from anonex.kernel.thp import split_huge_pmd
 
-    if folio_maybe_dma_pinned(folio) or folio.hugetlb or folio.ksm:
+    if folio_maybe_dma_pinned(folio) or folio.hugetlb:
         return False
     if folio.swap is None:
         _add_to_swap_cache(k, folio)

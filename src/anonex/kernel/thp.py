@@ -28,7 +28,15 @@ from anonex.kernel.rmap import (
     folio_remove_rmap_pmd,
     folio_try_dup_anon_rmap_pmd,
 )
-from anonex.kernel.state import HPAGE_PMD_NR, HPAGE_PMD_ORDER, MM, VM_WRITE, VMA, Kernel
+from anonex.kernel.state import (
+    HPAGE_PMD_NR,
+    HPAGE_PMD_ORDER,
+    MM,
+    VM_NOHUGEPAGE,
+    VM_WRITE,
+    VMA,
+    Kernel,
+)
 
 
 def split_huge_pmd(k: Kernel, mm: MM, base: int) -> None:
@@ -39,6 +47,11 @@ def split_huge_pmd(k: Kernel, mm: MM, base: int) -> None:
     if folio.hugetlb:
         raise KernelBug("VM_BUG_ON(is_vm_hugetlb_page(vma)) in __split_huge_pmd",
                         folio.pages[0].name)
+    if folio.zero:
+        # __split_huge_zero_page_pmd(): 512 PTEs of the small zero page
+        for i in range(HPAGE_PMD_NR):
+            mm.ptes[base + i] = Pte(k.zero_page, write=False, special=True)
+        return
     head = folio.pages[0]
     exclusive = k.rules.anon_exclusive and pf.PageAnonExclusive(head)
     k.folio_get(folio, HPAGE_PMD_NR - 1)  # folio_ref_add(folio, nr - 1)
@@ -84,6 +97,8 @@ def do_huge_pmd_wp_page(k: Kernel, mm: MM, vma: VMA, vpn: int, flags: int) -> st
     folio = pmd.folio
     unshare = bool(flags & FAULT_FLAG_UNSHARE)
     r = k.rules
+    if folio.zero:
+        return do_huge_zero_wp_pmd(k, mm, vma, vpn, flags)
     if r.anon_exclusive and pf.PageAnonExclusive(folio.pages[0]):
         return _reuse_pmd(k, vma, pmd, unshare)
     if r.cow_fixes_part1:
@@ -99,6 +114,32 @@ def do_huge_pmd_wp_page(k: Kernel, mm: MM, vma: VMA, vpn: int, flags: int) -> st
     pte = mm.ptes[vpn]
     assert isinstance(pte, Pte)
     return do_wp_page(k, mm, vma, vpn, pte, flags)
+
+
+def do_huge_zero_wp_pmd(k: Kernel, mm: MM, vma: VMA, vpn: int, flags: int) -> str:
+    """A write (or unshare) fault on the huge zero page: since 6.13 (1ced09e0331f) a new THP
+    replaces it; before, the PMD is split into zero-page PTEs and the faulting 4 KiB page
+    is copied."""
+    from anonex.kernel.fault import FAULT_FLAG_UNSHARE, do_wp_page
+
+    base = vpn & ~(HPAGE_PMD_NR - 1)
+    if k.rules.thp_zero_wp_alloc:
+        del mm.pmds[base]
+        do_huge_pmd_anonymous_page(k, mm, vma, base)
+        if flags & FAULT_FLAG_UNSHARE:
+            mm.pmds[base].write = False
+        return "copied"
+    split_huge_pmd(k, mm, base)
+    pte = mm.ptes[vpn]
+    assert isinstance(pte, Pte)
+    return do_wp_page(k, mm, vma, vpn, pte, flags)
+
+
+def do_huge_zero_page_read(k: Kernel, mm: MM, base: int) -> str:
+    """``do_huge_pmd_anonymous_page()`` on a read fault with ``use_zero_page``: map the
+    huge zero page read-only with one PMD."""
+    mm.pmds[base] = Pmd(k.huge_zero_folio, write=False, dirty=False)
+    return "new"
 
 
 def _copy_huge_pmd_page(k: Kernel, mm: MM, vma: VMA, base: int, pmd: Pmd) -> str:
@@ -119,6 +160,9 @@ def copy_huge_pmd(k: Kernel, src: MM, dst: MM, vma: VMA, base: int, pmd: Pmd) ->
     """``copy_huge_pmd()``: share the THP with the child, or split the parent's PMD when
     the dup fails (pinned) and return False so the caller copies PTE by PTE."""
     folio = pmd.folio
+    if folio.zero:  # the huge zero page is shared as it is
+        dst.pmds[base] = Pmd(folio, write=False, dirty=False)
+        return True
     if folio_try_dup_anon_rmap_pmd(k, folio, src, dst.name) == EBUSY:
         split_huge_pmd(k, src, base)
         return False
@@ -177,12 +221,17 @@ def madvise_collapse(k: Kernel, mm: MM, start: int, end: int) -> None:
         vma = mm.vma_or_fault(base)
         if vma.start > base or vma.end < base + HPAGE_PMD_NR:
             raise Segfault("EINVAL: the range is not one VMA")
-        old: list[Pte] = []
+        if vma.flags & VM_NOHUGEPAGE:
+            raise Segfault("EINVAL: MADV_COLLAPSE in a VM_NOHUGEPAGE VMA "
+                           "(thp_vma_allowable_order)")
+        old: list[Pte | None] = []
         for vpn in range(base, base + HPAGE_PMD_NR):
             e = mm.ptes.get(vpn)
-            if not isinstance(e, Pte) or e.special or not e.page.folio.anon or \
-                    e.page.folio.ksm:
-                raise Segfault("EINVAL: MADV_COLLAPSE needs every page present and anon")
+            if e is None or (isinstance(e, Pte) and e.special):
+                old.append(None)  # MADV_COLLAPSE ignores max_ptes_none: zero-filled
+                continue
+            if not isinstance(e, Pte) or not e.page.folio.anon or e.page.folio.ksm:
+                raise Segfault("EINVAL: MADV_COLLAPSE needs anon pages (swap-in not modelled)")
             f = e.page.folio
             if f.refcount != f.mapcount_total() + (0 if f.swap is None else f.nr) and \
                     not f.large:
@@ -190,10 +239,12 @@ def madvise_collapse(k: Kernel, mm: MM, start: int, end: int) -> None:
             old.append(e)
         new = k.alloc_folio(HPAGE_PMD_ORDER)
         for e, page in zip(old, new.pages, strict=True):
-            page.data = e.page.data
+            page.data = e.page.data if e is not None else ""
         folio_add_new_anon_rmap(k, new, RMAP_EXCLUSIVE, mm.name, pmd=True)
         for vpn, e in zip(range(base, base + HPAGE_PMD_NR), old, strict=True):
-            del mm.ptes[vpn]
+            mm.ptes.pop(vpn, None)
+            if e is None:
+                continue
             folio_remove_rmap_pte(e.page.folio, e.page, mm.name)
             k.folio_put(e.page.folio)
         w = bool(vma.flags & VM_WRITE)

@@ -94,6 +94,9 @@ BOUNDARIES: tuple[Boundary, ...] = (
              "page writable"),
     Boundary("owner_2_rename", _v("6.12"), '"mm: rename PG_mappedtodisk to PG_owner_2"',
              "PG_anon_exclusive = PG_owner_2 = PG_mappedtodisk; KPF_OWNER_2 (bit 34)"),
+    Boundary("thp_zero_wp_alloc", _v("6.13"), '1ced09e0331f "mm: allocate THP on hugezeropage '
+             'wp-fault"', "a write to the huge zero page gets a new THP instead of a split and "
+             "a 4 KiB copy", note="version inferred"),
     Boundary("mm_id_large_reuse", _v("6.15"), '1da190f4d0a6 "mm: Copy-on-Write (COW) reuse '
              'support for PTE-mapped THP"', "PTE-mapped large folios are reused through "
              "MM-ID ownership tracking"),
