@@ -41,8 +41,12 @@ def _candidates(k: Kernel) -> list[tuple[MM, int, Pte]]:
             for vpn in range(vma.start, vma.end):
                 e = mm.ptes.get(vpn)
                 if isinstance(e, Pte) and not e.special and e.page.folio.anon and \
-                        not e.page.folio.large:
+                        not e.page.folio.hugetlb:
                     out.append((mm, vpn, e))
+            for base, pmd in mm.pmds.items():
+                if vma.start <= base < vma.end and pmd.folio.anon and not pmd.folio.hugetlb:
+                    out.extend((mm, base + i, Pte(pmd.folio.pages[i]))
+                               for i in range(pmd.folio.nr))
     return out
 
 
@@ -85,6 +89,25 @@ def _make_stable(k: Kernel, folio: Folio) -> None:
         pf.SetPageAnonExclusive(folio.pages[0])
 
 
+def _small_page_at(k: Kernel, mm: MM, vpn: int) -> bool:
+    """``try_to_merge_one_page()`` first splits a large folio (a THP's PMD too); False if
+    the page cannot be made a small folio (a pinned large folio, the swap cache)."""
+    from anonex.kernel.thp import split_folio
+
+    pmd = mm.pmd_at(vpn)
+    folio = pmd.folio if pmd is not None else None
+    e = mm.ptes.get(vpn)
+    if folio is None and isinstance(e, Pte):
+        folio = e.page.folio
+    if folio is None:
+        return False
+    if not folio.large:
+        return True
+    if folio.zero or folio.hugetlb:
+        return False
+    return split_folio(k, folio)
+
+
 def ksm_scan(k: Kernel) -> int:
     """Two full scans of ksmd; returns the number of pages merged."""
     merged = 0
@@ -95,6 +118,8 @@ def ksm_scan(k: Kernel) -> int:
                 stable.setdefault(entry.page.data, entry.page.folio)
     unstable: dict[str, tuple[MM, int]] = {}
     for mm, vpn, _ in _candidates(k):
+        if not _small_page_at(k, mm, vpn):
+            continue
         e = mm.ptes.get(vpn)
         if not isinstance(e, Pte):
             continue
@@ -123,6 +148,9 @@ def ksm_scan(k: Kernel) -> int:
             unstable[data] = (mm, vpn)
             continue
         omm, ovpn = other
+        if not _small_page_at(k, omm, ovpn):
+            unstable[data] = (mm, vpn)
+            continue
         oe = omm.ptes.get(ovpn)
         if not isinstance(oe, Pte) or oe.page.data != data:
             unstable[data] = (mm, vpn)

@@ -29,7 +29,15 @@ from anonex.kernel.rmap import (
     folio_remove_rmap_pte,
     folio_try_share_anon_rmap_pte,
 )
-from anonex.kernel.state import MM, VM_WRITE, VMA, Kernel, SwapSlot
+from anonex.kernel.state import (
+    MM,
+    VM_HUGEPAGE,
+    VM_NOHUGEPAGE,
+    VM_WRITE,
+    VMA,
+    Kernel,
+    SwapSlot,
+)
 
 
 def swap_count(k: Kernel, slot: int) -> int:
@@ -156,6 +164,10 @@ def do_swap_page(k: Kernel, mm: MM, vma: VMA, vpn: int, entry: SwapPte, flags: i
     s = k.swap[entry.slot]
     folio = s.cache
     fresh = False
+    if folio is None and r.swapin_sync_bypass and s.count == 1 and r.mthp_swapin:
+        done = _swapin_large_folio(k, mm, vma, vpn, entry)
+        if done:
+            return "swapin"
     if folio is None:
         folio = k.alloc_folio(0)
         folio.pages[0].data = s.data[0]
@@ -216,6 +228,57 @@ def do_swap_page(k: Kernel, mm: MM, vma: VMA, vpn: int, entry: SwapPte, flags: i
     if write:
         do_wp_page(k, mm, vma, vpn, pte, flags)
     return "swapin"
+
+
+def _swapin_large_folio(k: Kernel, mm: MM, vma: VMA, vpn: int, entry: SwapPte) -> bool:
+    """``alloc_swap_folio()`` (6.12+, synchronous devices): when the VMA allows an mTHP
+    order and the aligned range around the fault holds swap entries of consecutive, unshared,
+    uncached slots with the same exclusive bit, swap the whole range in as one fresh large
+    folio, every page exclusive."""
+    start_probe = vpn
+    order = 0
+    for o in sorted(k.mthp_orders, reverse=True):
+        n = 1 << o
+        start = vpn & ~(n - 1)
+        if not (vma.flags & VM_HUGEPAGE) or vma.flags & VM_NOHUGEPAGE or \
+                start < vma.start or start + n > vma.end:
+            continue
+        ents = [mm.ptes.get(start + i) for i in range(n)]
+        if not all(isinstance(e, SwapPte) for e in ents):
+            continue
+        first = ents[0]
+        assert isinstance(first, SwapPte)
+        ok = True
+        for i, e in enumerate(ents):
+            assert isinstance(e, SwapPte)
+            sl = k.swap.get(e.slot)
+            if e.slot != first.slot + i or e.exclusive != first.exclusive or sl is None or \
+                    sl.count != 1 or sl.cache is not None:
+                ok = False
+                break
+        if ok:
+            order = o
+            start_probe = start
+            break
+    if order == 0:
+        return False
+    n = 1 << order
+    folio = k.alloc_folio(order)
+    k.folio_get(folio, n - 1)
+    slots = []
+    for i in range(n):
+        e = mm.ptes[start_probe + i]
+        assert isinstance(e, SwapPte)
+        folio.pages[i].data = k.swap[e.slot].data[0]
+        slots.append(e.slot)
+    folio_add_new_anon_rmap(k, folio, RMAP_EXCLUSIVE, mm.name)
+    w = bool(vma.flags & VM_WRITE) and k.rules.writable_swapin_on_read
+    for i, page in enumerate(folio.pages):
+        mm.ptes[start_probe + i] = Pte(page, write=w, dirty=w)
+    for sl in slots:
+        k.swap[sl].count -= 1
+        _maybe_release_slot(k, sl)
+    return True
 
 
 def _add_to_swap_cache_at(k: Kernel, folio: Folio, slot: int) -> None:

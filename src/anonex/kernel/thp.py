@@ -250,3 +250,58 @@ def madvise_collapse(k: Kernel, mm: MM, start: int, end: int) -> None:
         w = bool(vma.flags & VM_WRITE)
         mm.pmds[base] = Pmd(new, write=w, dirty=True)
         base += HPAGE_PMD_NR
+
+
+def split_folio(k: Kernel, folio_obj: object) -> bool:
+    """``split_folio()`` (``__folio_split``) of a large anon folio into order-0 folios.
+
+    Refused (False) for hugetlb, for a folio in the swap cache, and when anything but the
+    mappings holds a reference (``folio_expected_ref_count`` + 1 != refcount: a pin, a
+    pipe). PMD mappings are split first; every PTE mapping is then frozen — exclusivity goes
+    into the (migration) entry, not the flag, which a split never copies — and remapped to
+    its page's new small folio, exclusive as the entry says.
+    """
+    from anonex.kernel.folio import Folio
+
+    assert isinstance(folio_obj, Folio)
+    folio = folio_obj
+    if not folio.large or folio.hugetlb or folio.swap is not None or not folio.anon:
+        return False
+    maps = sum(p.mapcount for p in folio.pages) + folio.entire_mapcount
+    if folio.refcount != maps:
+        return False
+    for mm in list(k.mms.values()):
+        for base, pmd in list(mm.pmds.items()):
+            if pmd.folio is folio:
+                split_huge_pmd(k, mm, base)
+    frozen: list[tuple[MM, int, int, bool, bool, bool]] = []
+    for mm in k.mms.values():
+        for vpn, e in list(mm.ptes.items()):
+            if isinstance(e, Pte) and e.page.folio is folio:
+                excl = k.rules.anon_exclusive and pf.PageAnonExclusive(e.page)
+                frozen.append((mm, vpn, e.page.index, excl, e.write, e.dirty))
+    small: dict[int, Folio] = {}
+    for mm, vpn, idx, excl, write, dirty in frozen:
+        nf = small.get(idx)
+        if nf is None:
+            nf = small[idx] = k.alloc_folio(0)
+            nf.refcount = 0
+            nf.anon = True
+            nf.pages[0].data = folio.pages[idx].data
+            pf.set_page_flag(nf.pages[0], "swapbacked")
+        nf.refcount += 1
+        nf.pages[0].mapcount += 1
+        if excl:
+            pf.SetPageAnonExclusive(nf.pages[0])
+        mm.ptes[vpn] = Pte(nf.pages[0], write=write, dirty=dirty)
+    folio.refcount = 0
+    for p in folio.pages:
+        p.mapcount = 0
+    folio.large_mapcount = 0
+    folio.mm_counts.clear()
+    folio.mm_shared = False
+    from anonex.kernel.folio import free_pages_prepare
+
+    free_pages_prepare(folio)
+    k.freed.append(folio)
+    return True

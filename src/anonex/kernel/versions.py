@@ -92,6 +92,9 @@ BOUNDARIES: tuple[Boundary, ...] = (
     Boundary("writable_swapin_on_read", _v("6.11"), 'c18160dba5ff "mm: map exclusive swapped-in '
              'pages writable on read faults"', "a read swap-in of an exclusive entry maps the "
              "page writable"),
+    Boundary("mthp_swapin", _v("6.12"), '242d12c98174 "mm: support large folios swap-in for '
+             'sync io devices"', "a synchronous device swaps a contiguous, unshared range back "
+             "in as one mTHP", note="version inferred"),
     Boundary("owner_2_rename", _v("6.12"), '"mm: rename PG_mappedtodisk to PG_owner_2"',
              "PG_anon_exclusive = PG_owner_2 = PG_mappedtodisk; KPF_OWNER_2 (bit 34)"),
     Boundary("thp_zero_wp_alloc", _v("6.13"), '1ced09e0331f "mm: allocate THP on hugezeropage '
