@@ -275,9 +275,9 @@ def _swapin_large_folio(k: Kernel, mm: MM, vma: VMA, vpn: int, entry: SwapPte) -
     w = bool(vma.flags & VM_WRITE) and k.rules.writable_swapin_on_read
     for i, page in enumerate(folio.pages):
         mm.ptes[start_probe + i] = Pte(page, write=w, dirty=w)
-    for sl in slots:
-        k.swap[sl].count -= 1
-        _maybe_release_slot(k, sl)
+    for slot in slots:
+        k.swap[slot].count -= 1
+        _maybe_release_slot(k, slot)
     return True
 
 
