@@ -177,7 +177,8 @@ def check_cmd(
         task = prog.add_task("checking", total=total)
         for s in scens:
             for v in versions:
-                cells[(s.name, str(v))] = run(s, ModelBackend(v, layout=_layout(layout)))
+                cells[(s.name, str(v))] = run(s, ModelBackend(v, layout=_layout(layout)),
+                                              full=False)
                 prog.advance(task)
             if live is not None:
                 lt = run(s, live)

@@ -53,6 +53,8 @@ class Layout:
     aliases: tuple[tuple[str, str, Policy], ...]
     bit: dict[str, int] = field(default_factory=dict, compare=False)
     policy: dict[str, Policy] = field(default_factory=dict, compare=False)
+    #: the bit PG_anon_exclusive uses (-1 if this layout has none)
+    anon_exclusive: int = field(default=-1, compare=False)
 
     def __post_init__(self) -> None:
         for name, b, pol in self.flags:
@@ -61,11 +63,7 @@ class Layout:
         for alias, base, pol in self.aliases:
             self.bit[alias] = self.bit[base]
             self.policy[alias] = pol
-
-    @property
-    def anon_exclusive(self) -> int:
-        """The bit PG_anon_exclusive uses (-1 if this layout has none)."""
-        return self.bit.get("anon_exclusive", -1)
+        object.__setattr__(self, "anon_exclusive", self.bit.get("anon_exclusive", -1))
 
     @property
     def prep_mask(self) -> int:

@@ -122,8 +122,11 @@ def fault_outcome(faults: int | None, before: PageObs | None, after: PageObs | N
 class Runner:
     """Runs one scenario on one backend."""
 
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: Backend, full: bool = True) -> None:
         self.backend = backend
+        # full: observe after every step (traces, JSON, diffs); otherwise only where an
+        # expectation or a labelled access needs it (verdicts are the same)
+        self.full = full
 
     def run(self, scen: ast.Scenario) -> Trace:
         be = self.backend
@@ -137,7 +140,8 @@ class Runner:
             be.start(scen)
             trace.env = be.environment()
             current: list[ExpectRecord] = trace.initial_expects
-            for st in scen.stmts:
+            need = _needs_observation(scen.stmts) if not self.full else None
+            for i, st in enumerate(scen.stmts):
                 if isinstance(st, ast.Expect):
                     rec = self._check(st, obs, trace.vars, outcomes, be.version, pending)
                     current.append(rec)
@@ -155,9 +159,12 @@ class Runner:
                     trace.verdict = "skip"
                     trace.reason = f"line {st.pos.line} ({st.text()}): {res.skipped}"
                     return trace
-                snap = sorted(be.observe(), key=_obs_order)
-                labeler.apply(snap)
-                new_obs = {o.key: o for o in snap}
+                if need is None or need[i]:
+                    snap = sorted(be.observe(), key=_obs_order)
+                    labeler.apply(snap)
+                    new_obs = {o.key: o for o in snap}
+                else:
+                    new_obs = {}
                 rec_s = StepRecord(st, res, new_obs)
                 if st.var is not None and res.value is not None:
                     trace.vars[st.var] = res.value
@@ -277,6 +284,21 @@ def evaluate(c: ast.Cond, obs: dict[tuple[str, str, int], PageObs], vars_: dict[
     return bool(v), f"{field_} = {int(bool(v))}"
 
 
-def run(scen: ast.Scenario, backend: Backend) -> Trace:
-    """Run *scen* on *backend* and return the judged trace."""
-    return Runner(backend).run(scen)
+def _needs_observation(stmts: list[ast.Stmt]) -> list[bool]:
+    """For each statement: must the runner observe after it? Yes after a step that an
+    expectation follows, a labelled step, and a step right before a labelled one."""
+    need = [False] * len(stmts)
+    for i, st in enumerate(stmts):
+        if not isinstance(st, ast.Step):
+            continue
+        nxt = stmts[i + 1] if i + 1 < len(stmts) else None
+        later_step = next((s for s in stmts[i + 1:] if isinstance(s, ast.Step)), None)
+        need[i] = (isinstance(nxt, ast.Expect) or st.label is not None or
+                   (later_step is not None and later_step.label is not None))
+    return need
+
+
+def run(scen: ast.Scenario, backend: Backend, full: bool = True) -> Trace:
+    """Run *scen* on *backend* and return the judged trace (``full=False``: observe only
+    where expectations need it — the verdict is the same, the trace thinner)."""
+    return Runner(backend, full).run(scen)
