@@ -673,3 +673,86 @@ expect @r reused on >=6.15
 expect @r copied on <6.15
 """)
     ok(t)
+
+
+def test_split_folio_keeps_exclusivity_per_page() -> None:
+    """A folio split carries each page's exclusivity through the frozen entry: after a fork
+    and the child's exit, only the page the parent rewrote stays exclusive."""
+    from anonex.kernel.thp import split_folio
+
+    be = model_state("""
+P0: mmap A anon 16
+P0: madvise A hugepage
+P0: write A "m"
+P0: fork P1
+P1: exit
+P0: write A[6] "six"
+""")
+    k = be.k
+    base = k.regions["A"]
+    e = k.mms["P0"].ptes[base]
+    assert isinstance(e, Pte) and e.page.folio.large
+    assert split_folio(k, e.page.folio)
+    from anonex.kernel import invariants
+
+    assert invariants.check(k) == []
+    pages = [k.mms["P0"].ptes[base + i] for i in range(16)]
+    assert all(isinstance(p, Pte) and not p.page.folio.large for p in pages)
+    excl = [pf.PageAnonExclusive(p.page) for p in pages if isinstance(p, Pte)]
+    assert excl == [i == 6 for i in range(16)]
+
+
+def test_split_folio_refuses_pinned() -> None:
+    from anonex.kernel.thp import split_folio
+
+    be = model_state('P0: mmap A anon 16\nP0: madvise A hugepage\nP0: write A "m"\n'
+                     "P0: pin A[2] -> h\n")
+    e = be.k.mms["P0"].ptes[be.k.regions["A"]]
+    assert isinstance(e, Pte)
+    assert not split_folio(be.k, e.page.folio)
+
+
+def test_huge_zero_page_and_its_write_fault() -> None:
+    text = """
+P0: mmap A thp
+P0: madvise A dontneed
+P0: read A[3] -> v
+expect P0 A[100] zero
+expect P0 A[100] thp
+P0: write A[3] "x" @w
+expect P0 A[100] present
+expect P0 A[3] thp on >=6.13
+expect not P0 A[3] thp on <6.13
+expect P0 A[100] zero on <6.13
+"""
+    ok(model_run(text, "6.18"))
+    ok(model_run(text, "6.12"))
+
+
+def test_collapse_fills_holes_and_refuses_nohugepage() -> None:
+    ok(model_run("""
+P0: mmap A thp
+P0: write A "t"
+P0: madvise A[0..15] dontneed
+P0: madvise A collapse
+expect P0 A[3] thp
+expect P0 A[3] exclusive
+P0: read A[3] -> v
+expect v == ""
+"""))
+    t = model_run('P0: mmap A anon 512\nP0: write A "a"\nP0: madvise A collapse\n')
+    assert t.verdict == "fail" and "VM_NOHUGEPAGE" in t.reason
+
+
+def test_mthp_swapin_brings_back_whole_folio_since_6_12() -> None:
+    text = """
+P0: mmap A anon 16
+P0: madvise A hugepage
+P0: write A "m"
+P0: madvise A pageout
+P0: read A[3] -> v @r
+expect @r swapin
+expect P0 A[15] {state}
+"""
+    ok(model_run(text.format(state="present"), "6.12"))
+    ok(model_run(text.format(state="swapped"), "6.11"))
