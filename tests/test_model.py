@@ -656,7 +656,7 @@ P0: fork P2
     for proc, shared in (("P1", True), ("P2", False)):
         res = be.step(parse(f"P0: fork {proc}\n{proc}: exit\n", "t.cow").steps[-1])
         assert res.finding is None
-        assert folio.mm_shared is shared, text
+        assert folio.mm_shared is shared, proc
     assert folio.mm_counts == {"P0": 16}
     t = model_run("""
 P0: mmap A anon 16

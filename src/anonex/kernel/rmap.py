@@ -139,36 +139,35 @@ def folio_try_dup_anon_rmap_pte(k: Kernel, folio: Folio, page: Page, src_mm: MM,
     return 0
 
 
-def folio_try_dup_anon_rmap_pmd(k: Kernel, folio: Folio, src_mm: MM, dst: str = "") -> int:
-    """``folio_try_dup_anon_rmap_pmd()``: the same rule on the head of a PMD mapping."""
+def _try_dup_head(k: Kernel, folio: Folio, src_mm: MM, early_cow: bool) -> int:
+    """The try_dup rule on a folio's head (PMD mappings and hugetlb): refuse an exclusive,
+    maybe-pinned head of an mm that has pinned; else clear the flag and count the mapping.
+    Before 5.19 *early_cow* says whether fork already copied pinned pages."""
     head = folio.pages[0]
     if k.rules.anon_exclusive:
         if pf.PageAnonExclusive(head):
             if folio_needs_cow_for_dma(src_mm, folio):
                 return EBUSY
             pf.ClearPageAnonExclusive(head)
-    elif k.rules.fork_copies_pinned and folio_needs_cow_for_dma(src_mm, folio):
+    elif early_cow and folio_needs_cow_for_dma(src_mm, folio):
         return EBUSY
     folio.entire_mapcount += 1
     folio.large_mapcount += 1
-    folio.mm_add(dst)
     return 0
+
+
+def folio_try_dup_anon_rmap_pmd(k: Kernel, folio: Folio, src_mm: MM, dst: str = "") -> int:
+    """``folio_try_dup_anon_rmap_pmd()``: the same rule on the head of a PMD mapping."""
+    ret = _try_dup_head(k, folio, src_mm, k.rules.fork_copies_pinned)
+    if ret == 0:
+        folio.mm_add(dst)
+    return ret
 
 
 def hugetlb_try_dup_anon_rmap(k: Kernel, folio: Folio, src_mm: MM) -> int:
     """``hugetlb_try_dup_anon_rmap()``: the rule on the hugetlb head (early COW of pinned
     hugetlb pages from 5.12)."""
-    head = folio.pages[0]
-    if k.rules.anon_exclusive:
-        if pf.PageAnonExclusive(head):
-            if folio_needs_cow_for_dma(src_mm, folio):
-                return EBUSY
-            pf.ClearPageAnonExclusive(head)
-    elif k.rules.hugetlb_fork_copies_pinned and folio_needs_cow_for_dma(src_mm, folio):
-        return EBUSY
-    folio.entire_mapcount += 1
-    folio.large_mapcount += 1
-    return 0
+    return _try_dup_head(k, folio, src_mm, k.rules.hugetlb_fork_copies_pinned)
 
 
 def folio_try_share_anon_rmap_pte(k: Kernel, folio: Folio, page: Page) -> int:
