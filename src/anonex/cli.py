@@ -207,6 +207,16 @@ def check_cmd(
 app.command("explore")(explore_cmd)
 
 
+@app.command("page-types", add_help_option=False, context_settings={
+    "allow_extra_args": True, "ignore_unknown_options": True,
+    "allow_interspersed_args": False})
+def page_types_cmd(ctx: typer.Context) -> None:
+    """Page flags like the kernel's tools/mm/page-types, plus exclusivity (-h for options)."""
+    from anonex.pagetypes.cli import main as pt_main
+
+    raise typer.Exit(pt_main(list(ctx.args)))
+
+
 @app.command("version")
 def version_cmd() -> None:
     """Print anonex's version and the kernel it would run live."""

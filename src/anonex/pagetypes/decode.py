@@ -207,11 +207,11 @@ class PageInfo:
 
     @property
     def exclusive(self) -> Bools:
-        return self.state == EXCLUSIVE
+        return np.asarray(self.state == EXCLUSIVE, dtype=np.bool_)
 
     @property
     def unknown(self) -> Bools:
-        return self.state == UNKNOWN
+        return np.asarray(self.state == UNKNOWN, dtype=np.bool_)
 
 
 def page_info(w: ArrayLike, whole: ArrayLike | bool | None = None, *,
@@ -221,7 +221,7 @@ def page_info(w: ArrayLike, whole: ArrayLike | bool | None = None, *,
     a = words(w)
 
     def has(mask: np.uint64) -> Bools:
-        return (a & mask) != _ZERO64
+        return np.asarray((a & mask) != _ZERO64, dtype=np.bool_)
 
     slab = has(SLAB)
     return PageInfo(anon=has(ANON) & ~slab, ksm=has(KSM), thp=has(THP), huge=has(HUGE),
