@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 import anonex.live.backend as live_backend
-from anonex.diff import diff
+from anonex.diff import Divergence, diff
 from anonex.kernel.backend import ModelBackend
 from anonex.live import LiveUnavailable, available
 from anonex.live.backend import LiveBackend
@@ -33,9 +33,13 @@ from anonex.scenario.runner import run
 from .conftest import LIBRARY
 
 SPEC_LIVE = ["basic-cow-after-fork", "vmsplice-unmap-child", "iouring-fixed-buffer-fork",
-             "iouring-fixed-buffer-mprotect", "remote-read-unshares"]
+             "iouring-fixed-buffer-mprotect", "remote-read-unshares", "swap-roundtrip",
+             "pinned-page-not-swapped", "ksm-merge-then-write", "thp-write-while-shared"]
+FINDINGS = LIBRARY.parents[2] / "findings"
 PREDICTIONS = sorted((LIBRARY / "predictions").glob("*.cow"))
-LIBRARY_FILES = sorted(LIBRARY.rglob("*.cow"))
+# scenarios that show a model/kernel disagreement: they describe the kernel, the model fails
+DISAGREEMENTS = sorted(FINDINGS.glob("*.cow"))
+LIBRARY_FILES = sorted(p for p in LIBRARY.rglob("*.cow") if "disagreements" not in p.parts)
 PAGE = 4096
 
 
@@ -102,13 +106,34 @@ def test_prediction_scenario_passes_live(live: None, path: Path) -> None:
 
 
 def test_predictions_cover_the_reference() -> None:
-    """kernel-semantics §15 predictions 1–8, 18 and 19 each have a scenario."""
+    """kernel-semantics §15 predictions 1–20 (but 21, not testable here) have scenarios."""
     numbers = {p.name[1:3] for p in PREDICTIONS}
-    assert {"01", "02", "03", "04", "05", "06", "07", "08", "18", "19"} <= numbers
+    assert {f"{n:02d}" for n in range(1, 21)} <= numbers
     for p in PREDICTIONS:
         s = parse_file(p)
         assert s.title and s.about, p.name
         assert any(True for st in s.stmts if not isinstance(st, Step)), p.name
+
+
+def test_hugetlb_vmsplice_is_an_expected_failure_live(live: None) -> None:
+    """The kernel's selftest marks it xfail too: hugetlb reuse ignores the pipe's pages."""
+    t = run(parse_file(LIBRARY / "hugetlb-vmsplice-unmap-child.cow"), LiveBackend())
+    assert t.verdict == "xfail", t.reason
+    assert "seen == \"old\"" in t.reason  # it got that far: the pipe took all 2 MiB
+
+
+@pytest.mark.parametrize("path", DISAGREEMENTS, ids=lambda p: p.stem)
+def test_disagreement_holds_on_the_kernel(live: None, path: Path) -> None:
+    """Each disagreement scenario describes what the kernel does (it passes live) and the
+    model at the kernel's version observes something else. When the model learns it, the
+    scenario belongs with the others."""
+    scen = parse_file(path)
+    lt = run(scen, LiveBackend())
+    assert lt.verdict in ("pass", "xfail"), lt.reason  # xfail: the kernel refuses a step
+    mt = run(scen, ModelBackend(lt.version))
+    if mt.verdict == lt.verdict and not diff(mt, lt):
+        pytest.fail(f"{path.name}: the model now agrees with the kernel; move the scenario "
+                    "out of disagreements/")
 
 
 @pytest.mark.parametrize("path", LIBRARY_FILES, ids=lambda p: p.stem)
@@ -120,7 +145,28 @@ def test_library_agrees_with_model_live(live: None, path: Path) -> None:
     assert lt.verdict in ("pass", "xfail", "skip"), lt.reason
     mt = run(scen, ModelBackend(lt.version))
     divs = diff(mt, lt)
+    known = _known_disagreement(scen, divs)
+    if known:
+        pytest.xfail(known)
     assert not divs, "\n".join(d.describe("model", "live") for d in divs)
+
+
+def _known_disagreement(scen: Scenario, divs: list[Divergence]) -> str | None:
+    """A reported model/kernel disagreement that explains *every* divergence, if one does.
+
+    Swap readahead: a swap-in through the swap cache (a shared entry) also reads the
+    neighbouring slots into it; a later fault on one of them maps that 4 KiB swap-cache
+    folio, and no 64 KiB range containing one comes back as a large folio. The model has
+    no readahead, so after MADV_PAGEOUT of a THP such pages differ only in ``thp``
+    (findings/swap-readahead.cow).
+    """
+    if not divs:
+        return None
+    pageout = any(st.op == "madvise" and st.word == "pageout" for st in scen.steps)
+    if pageout and all(d.what.endswith(" thp") for d in divs):
+        return ("known model/kernel disagreement: swap readahead decides which pages come "
+                "back in 64 KiB folios (findings/swap-readahead.cow)")
+    return None
 
 
 def test_backend_object_runs_several_scenarios(live: None) -> None:
@@ -131,14 +177,10 @@ def test_backend_object_runs_several_scenarios(live: None) -> None:
 
 
 @pytest.mark.parametrize("text,why", [
-    ("P0: mmap A thp", "next issue"),
-    ("P0: mmap A hugetlb", "next issue"),
     ("P0: mmap A anon 1\nP0: pin A -> h ro", "read-only long-term"),
     ("P0: mmap A anon 1\nP0: pin A -> h fast", "GUP-fast"),
     ("P0: mmap A anon 1\nP0: pin A -> h rw", "short-term pin"),
-    ("P0: mmap A anon 1\nP0: madvise A pageout", "next issue: swap/KSM/THP"),
     ("P0: mmap A anon 1\nP0: migrate A", "not targetable on one node"),
-    ("P0: mmap A anon 1\nksm-scan", "next issue"),
 ])
 def test_unsupported_steps_skip_with_reason(live: None, text: str, why: str) -> None:
     t = run(parse('title "t"\n' + text, "t.cow"), LiveBackend())

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from anonex.live.observe import exclusive_of
+from anonex.live.observe import exclusive_of, pfn_runs, smaps_anon_huge
 from anonex.live.pagedata import PAGE, combine, page_bytes, tag_of, tags_of
 from anonex.procfs import kpageflags as kpf
 from anonex.procfs import pagemap as pm
@@ -132,16 +132,58 @@ def test_letters_string() -> None:
     assert set(s) <= {"a", "M", "_"}
 
 
-def test_exclusive_of_large_folios() -> None:
+def test_exclusive_of_small_and_special_pages() -> None:
     small = kpf.encode(["ANON", "MMAP", "OWNER_2"])
-    assert exclusive_of(small, "small") is True
-    assert exclusive_of(kpf.encode(["ANON", "MMAP"]), "small") is False
-    assert exclusive_of(kpf.encode(["MMAP", "ZERO_PAGE"]), "small") is False
-    thp_tail = kpf.encode(["ANON", "MMAP", "THP", "COMPOUND_TAIL", "OWNER_2"])
-    assert exclusive_of(thp_tail, "small") is None  # head-mirroring: unknown
-    huge = kpf.encode(["ANON", "MMAP", "HUGE", "COMPOUND_HEAD", "OWNER_2"])
-    assert exclusive_of(huge, "hugetlb") is True
-    assert exclusive_of(kpf.encode(["ANON", "KSM", "OWNER_2"]), "small") is False
+    assert exclusive_of(small) == (True, "page")
+    assert exclusive_of(kpf.encode(["ANON", "MMAP"])) == (False, "page")
+    assert exclusive_of(kpf.encode(["MMAP", "ZERO_PAGE"])) == (False, "not anon")
+    assert exclusive_of(kpf.encode(["ANON", "KSM", "OWNER_2"])) == (False, "ksm")
+    assert exclusive_of(kpf.encode(["OWNER_2", "MMAP"]))[0] is False  # PG_mappedtodisk
+
+
+def test_exclusive_of_large_folios() -> None:
+    tail = kpf.encode(["ANON", "MMAP", "THP", "COMPOUND_TAIL", "OWNER_2"])
+    head_excl = kpf.encode(["ANON", "MMAP", "THP", "COMPOUND_HEAD", "OWNER_2"])
+    head_shared = kpf.encode(["ANON", "MMAP", "THP", "COMPOUND_HEAD"])
+    # PTE-mapped: kpageflags mirrors the head (6.10+): the page's own bit is unknown
+    assert exclusive_of(tail) == (None, "head-mirror: unknown")
+    # ... but per-page flags (5.19-6.9) are the truth
+    assert exclusive_of(tail, head_mirror=False) == (True, "page")
+    # PMD-mapped: the head's bit describes the mapping, whatever the tail word says
+    assert exclusive_of(tail, head=head_excl) == (True, "pmd head")
+    assert exclusive_of(tail, head=head_shared) == (False, "pmd head")
+    huge_tail = kpf.encode(["ANON", "MMAP", "HUGE", "COMPOUND_TAIL"])
+    huge_head = kpf.encode(["ANON", "MMAP", "HUGE", "COMPOUND_HEAD", "OWNER_2"])
+    assert exclusive_of(huge_tail, head=huge_head) == (True, "hugetlb head")
+
+
+def test_pfn_runs() -> None:
+    assert pfn_runs([]) == []
+    assert pfn_runs([5, 3, 4, 9, 4, 10, 20]) == [(3, 3), (9, 2), (20, 1)]
+
+
+def test_smaps_anon_huge() -> None:
+    text = (b"10000000000-10000200000 rw-p 00000000 00:00 0 \n"
+            b"Size:               2048 kB\n"
+            b"AnonHugePages:      2048 kB\n"
+            b"VmFlags: rd wr mr mw me ac hg\n"
+            b"10000400000-10000410000 rw-p 00000000 00:00 0 \n"
+            b"AnonHugePages:         0 kB\n"
+            b"7f00-8000 r--p 00000000 fd:00 123   /usr/lib/x-y.so\n")
+    assert smaps_anon_huge(text) == [(0x10000000000, 0x10000200000, 2 << 20),
+                                      (0x10000400000, 0x10000410000, 0), (0x7F00, 0x8000, 0)]
+
+
+def test_pagemap_scan_encoding() -> None:
+    assert pm.PAGEMAP_SCAN == 0xC0606610  # _IOWR('f', 16, struct pm_scan_arg)
+    arg = pm.encode_scan_arg(0x1000, 0x3000, 0xABC, 7, category_mask=pm.PAGE_IS_HUGE)
+    fields = struct.unpack("<12Q", arg)
+    assert fields[0] == 96 and fields[2:4] == (0x1000, 0x3000)
+    assert fields[5:7] == (0xABC, 7) and fields[9] == pm.PAGE_IS_HUGE
+    assert fields[11] == pm.PAGE_IS_HUGE  # return mask
+    data = struct.pack("<6Q", 0x1000, 0x2000, pm.PAGE_IS_HUGE, 0x4000, 0x5000, 0)
+    assert pm.decode_regions(data, 2) == [(0x1000, 0x2000, pm.PAGE_IS_HUGE),
+                                          (0x4000, 0x5000, 0)]
 
 
 # -- page tags -----------------------------------------------------------------------------

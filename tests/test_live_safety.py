@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -118,3 +119,56 @@ def test_forked_child_does_not_restore(tmp_path: Path) -> None:
     finally:
         st.restore()
     assert a.read_text() == "orig"
+
+
+def test_actions_and_files_are_undone_in_reverse_order(tmp_path: Path) -> None:
+    a = _file(tmp_path, "a", "1")
+    log = tmp_path / "log"
+    st = safety.SystemState().__enter__()
+    st.set(str(a), "2")
+    st.on_restore("write", str(log), "written last, so undone first")
+    st.on_restore("command", sys.executable, "-c",
+                  f"open({str(log)!r}, 'a').write(' and then the command')")
+    assert st.actions == [f"write 'written last, so undone first' to {log}",
+                          f"command {sys.executable} -c open({str(log)!r}, 'a')"
+                          ".write(' and then the command')"]
+    assert st.restore() == []
+    assert log.read_text() == "written last, so undone first"  # command ran first, then write
+    assert a.read_text() == "1"
+    with pytest.raises(ValueError):
+        st.on_restore("file", "x", "y")
+
+
+def test_journal_follows_the_stack_and_goes_away(tmp_path: Path) -> None:
+    a = _file(tmp_path, "a", "orig")
+    journal = tmp_path / "journal"
+    st = safety.SystemState(journal=str(journal)).__enter__()
+    st.set(str(a), "changed")
+    st.on_restore("write", str(tmp_path / "b"), "x")
+    data = json.loads(journal.read_text())
+    assert data["pid"] == os.getpid()
+    assert data["undo"] == [["file", str(a), "orig"], ["write", str(tmp_path / "b"), "x"]]
+    st.restore()
+    assert not journal.exists()
+    assert a.read_text() == "orig"
+
+
+def test_recover_undoes_what_a_killed_process_left(tmp_path: Path) -> None:
+    a = _file(tmp_path, "a", "orig")
+    journal = tmp_path / "journal"
+    proc = _child(f"""
+        import os, signal
+        from anonex.live import safety
+        st = safety.SystemState(journal={str(journal)!r}).__enter__()
+        st.set({str(a)!r}, "changed")
+        st.on_restore("write", {str(tmp_path / "undone")!r}, "yes")
+        os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    proc.wait(timeout=10)
+    assert proc.returncode == -signal.SIGKILL
+    assert a.read_text() == "changed" and journal.exists()
+    done = safety.recover(str(journal))
+    assert done == [f"write 'yes' to {tmp_path / 'undone'}", f"restore {a} to 'orig'"]
+    assert a.read_text() == "orig" and (tmp_path / "undone").read_text() == "yes"
+    assert not journal.exists()
+    assert safety.recover(str(journal)) == []  # nothing left

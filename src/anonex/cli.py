@@ -135,7 +135,14 @@ def live_cmd(file: FileArg, show_trace: TraceOpt = False, as_json: JsonOpt = Fal
     if be is None:
         err.print(f"anonex live: the live kernel is not available here: {why}")
         raise typer.Exit(2)
-    _emit_one(run(scen, be), show_trace, as_json)
+    from anonex.live import LiveUnavailable
+
+    try:
+        t = run(scen, be)
+    except LiveUnavailable as e:
+        err.print(f"anonex live: the live kernel is not available here: {e.reason}")
+        raise typer.Exit(2) from None
+    _emit_one(t, show_trace, as_json)
 
 
 def _emit_one(t: Trace, show_trace: bool, as_json: bool) -> None:
@@ -181,7 +188,13 @@ def check_cmd(
                                               full=False)
                 prog.advance(task)
             if live is not None:
-                lt = run(s, live)
+                from anonex.live import LiveUnavailable
+
+                try:
+                    lt = run(s, live)
+                except LiveUnavailable as e:
+                    live, live_why = None, e.reason
+                    continue
                 cells[(s.name, "live")] = lt
                 mt = run(s, ModelBackend(lt.version))
                 prog.advance(task, 2)

@@ -134,7 +134,7 @@ class ModelBackend:
             page = f.pages[vpn - huge_base(vpn)]
             head = f.pages[0]
             return PageObs(
-                mm.name, region, i, "present", ident=f.pfn * 4096 + page.index,
+                mm.name, region, i, "present", ident=f.pfn + page.index,
                 anon_exclusive=f.anon and pf.PageAnonExclusive(head),
                 mapcount=0 if f.zero else page.mapcount + f.entire_mapcount,
                 ksm=False, thp=not f.hugetlb, huge=f.hugetlb, zero=f.zero, data=page.data,
@@ -146,7 +146,7 @@ class ModelBackend:
             f = page.folio
             exclusive = f.anon and not f.ksm and pf.PageAnonExclusive(page)
             return PageObs(
-                mm.name, region, i, "present", ident=f.pfn * 4096 + page.index,
+                mm.name, region, i, "present", ident=f.pfn + page.index,
                 anon_exclusive=bool(exclusive),
                 mapcount=0 if f.zero else page.mapcount + f.entire_mapcount,
                 ksm=f.ksm, thp=f.large and not f.hugetlb, huge=f.hugetlb, zero=f.zero,

@@ -89,6 +89,30 @@ def _make_stable(k: Kernel, folio: Folio) -> None:
         pf.SetPageAnonExclusive(folio.pages[0])
 
 
+def _folio_at(mm: MM, vpn: int) -> Folio | None:
+    pmd = mm.pmd_at(vpn)
+    if pmd is not None:
+        return pmd.folio
+    e = mm.ptes.get(vpn)
+    return e.page.folio if isinstance(e, Pte) else None
+
+
+def _page_data(mm: MM, vpn: int) -> str:
+    pmd = mm.pmd_at(vpn)
+    if pmd is not None:
+        return pmd.folio.pages[vpn & (pmd.folio.nr - 1)].data
+    e = mm.ptes.get(vpn)
+    return e.page.data if isinstance(e, Pte) else ""
+
+
+def _small_pte(k: Kernel, mm: MM, vpn: int) -> Pte | None:
+    """The PTE of a small folio at *vpn*, after splitting a large one (None if it cannot)."""
+    if not _small_page_at(k, mm, vpn):
+        return None
+    e = mm.ptes.get(vpn)
+    return e if isinstance(e, Pte) else None
+
+
 def _small_page_at(k: Kernel, mm: MM, vpn: int) -> bool:
     """``try_to_merge_one_page()`` first splits a large folio (a THP's PMD too); False if
     the page cannot be made a small folio (a pinned large folio, the swap cache)."""
@@ -118,26 +142,23 @@ def ksm_scan(k: Kernel) -> int:
                 stable.setdefault(entry.page.data, entry.page.folio)
     unstable: dict[str, tuple[MM, int]] = {}
     for mm, vpn, _ in _candidates(k):
-        if not _small_page_at(k, mm, vpn):
+        folio = _folio_at(mm, vpn)
+        if folio is None or folio.ksm:
             continue
-        e = mm.ptes.get(vpn)
-        if not isinstance(e, Pte):
-            continue
-        page = e.page
-        if page.folio.ksm:
-            continue
-        data = page.data
+        data = _page_data(mm, vpn)
         if data == "" and k.ksm_use_zero_pages:
             # use_zero_pages: an all-zero page is replaced by the shared zero page
-            if write_protect_page(k, mm, vpn, e):
+            e = _small_pte(k, mm, vpn)
+            if e is not None and write_protect_page(k, mm, vpn, e):
                 mm.ptes[vpn] = Pte(k.zero_page, write=False, special=True)
-                folio_remove_rmap_pte(page.folio, page)
-                k.folio_put(page.folio)
+                folio_remove_rmap_pte(e.page.folio, e.page)
+                k.folio_put(e.page.folio)
                 merged += 1
             continue
         kf = stable.get(data)
         if kf is not None:
-            if kf is page.folio:
+            e = _small_pte(k, mm, vpn)
+            if e is None or kf is e.page.folio:
                 continue
             if write_protect_page(k, mm, vpn, e):
                 replace_page(k, mm, vpn, e, kf)
@@ -148,15 +169,19 @@ def ksm_scan(k: Kernel) -> int:
             unstable[data] = (mm, vpn)
             continue
         omm, ovpn = other
-        if not _small_page_at(k, omm, ovpn):
+        same_large = folio.large and _folio_at(omm, ovpn) is folio
+        e = _small_pte(k, mm, vpn)
+        oe = _small_pte(k, omm, ovpn)
+        if oe is None or oe.page.data != data:
             unstable[data] = (mm, vpn)
             continue
-        oe = omm.ptes.get(ovpn)
-        if not isinstance(oe, Pte) or oe.page.data != data:
-            unstable[data] = (mm, vpn)
+        if e is None or oe.page.folio is e.page.folio:
             continue
-        if oe.page.folio is page.folio:
+        if same_large:
+            # cmp_and_merge_page(): the page and its tree twin were one large folio; the
+            # folio is split now, and this page's merge waits for the next scan
             continue
+        page = e.page
         # try_to_merge_two_pages(): this page becomes the KSM page in place …
         if not write_protect_page(k, mm, vpn, e):
             continue

@@ -284,8 +284,8 @@ def split_folio(k: Kernel, folio_obj: object) -> bool:
     for mm, vpn, idx, excl, write, dirty in frozen:
         nf = small.get(idx)
         if nf is None:
-            nf = small[idx] = k.alloc_folio(0)
-            nf.refcount = 0
+            # the page keeps its frame: the new order-0 folio is the old page itself
+            nf = small[idx] = Folio(folio.pfn + idx, 0, folio.layout)
             nf.anon = True
             nf.pages[0].data = folio.pages[idx].data
             pf.set_page_flag(nf.pages[0], "swapbacked")

@@ -8,6 +8,8 @@ Modules, one mechanism each:
 * :mod:`.actor` - the command loop each scenario process runs
 * :mod:`.observe` - pagemap/kpageflags/kpagecount observation without side effects
 * :mod:`.safety` - restore system settings and kill actors on every exit path
+* :mod:`.machine` - system-wide resources (swap on zram, KSM, THP/mTHP, hugetlb pool) and
+  the lock that lets one live run at a time change them
 * :mod:`.backend` - :class:`~anonex.live.backend.LiveBackend`, the Backend protocol
 
 :func:`available` says whether this machine can run it (Linux, root, /proc/kpageflags).

@@ -26,7 +26,10 @@ run it; :class:`~anonex.observation.Unsupported` for steps with no live equivale
 steps whose resource the machine cannot provide (no swap, no THP given, no hugetlb pages);
 ``StepResult(error=…)`` when the kernel refuses a step or an actor dies. ``finish()`` is
 idempotent and also runs from the :mod:`anonex.live.safety` hooks (exit, SIGTERM, SIGINT):
-it kills every actor by PID, reaps it, and removes every file it made.
+it kills every actor by PID, reaps it, removes every file it made, restores the system
+settings and only then releases the machine-wide run lock (one live run at a time, see
+:class:`~anonex.live.machine.RunLock`; ``start()`` waits for it and raises
+``LiveUnavailable`` when another run keeps it too long).
 """
 
 from __future__ import annotations
@@ -36,9 +39,10 @@ import os
 import re
 import shutil
 import signal
+import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,7 +110,9 @@ class LiveBackend:
         self._saved_affinity: set[int] | None = None
         self._saved_subreaper: int | None = None
         self._swap: machine.Swap | None = None
+        self._lock: machine.RunLock | None = None
         self._ksm_procs: set[str] = set()  # actors registered with KSM (MMF_VM_MERGEABLE)
+        self._layout_skip = ""  # why this scenario's flag layout cannot run here
         self.cpu: int | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -118,14 +124,27 @@ class LiveBackend:
         self.finish()
         self._procs, self._regions, self._next_slot = {}, {}, 0
         self._swap, self._ksm_procs = None, set()
-        self._active = True
+        self._layout_skip = _layout_skip(scenario, self.version)
         try:
+            lock = machine.RunLock()
+        except TimeoutError as e:
+            raise LiveUnavailable(str(e)) from None
+        self._active = True
+        self._lock = lock
+        try:
+            for undone in safety.recover(machine.JOURNAL):  # left by a run killed by SIGKILL
+                print(f"anonex: a killed live run left this behind; done now: {undone}",
+                      file=sys.stderr)
             # settings first, so that on a signal the actors die before settings return
-            self._system = safety.SystemState().__enter__()
+            self._system = safety.SystemState(journal=machine.JOURNAL).__enter__()
             self._token = safety.register_cleanup(self.finish)
-            self._fifo_dir = tempfile.mkdtemp(prefix="anonex-live-")
-            base, self._dio_reason = direct_io_dir()
-            self._data_dir = tempfile.mkdtemp(prefix="anonex-live-", dir=base) if base else None
+            with safety.deferred_signals():  # the journal names them for a SIGKILL
+                self._fifo_dir = tempfile.mkdtemp(prefix="anonex-live-")
+                self._system.on_restore("rmtree", self._fifo_dir)
+                base, self._dio_reason = direct_io_dir()
+                if base:
+                    self._data_dir = tempfile.mkdtemp(prefix="anonex-live-", dir=base)
+                    self._system.on_restore("rmtree", self._data_dir)
             self._observer = Observer(head_mirror=Rules(self.version).kpageflags_from_head)
             if libc.get_child_subreaper() == 0:
                 libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
@@ -143,12 +162,12 @@ class LiveBackend:
         steps = scenario.steps
         advice = {s.word for s in steps if s.op == "madvise"}
         kinds = [s.kind for s in steps if s.op == "mmap"]
-        wanted: list[tuple[bool, Any]] = [
+        wanted: list[tuple[bool, Callable[[], object]]] = [
             ("pageout" in advice, self._need_swap),
             ("thp" in kinds or "collapse" in advice, self._need_thp),
             ("thp" in kinds or "hugepage" in advice, self._need_mthp),
             (bool({"mergeable", "unmergeable"} & advice) or
-             any(s.op == "ksm_scan" for s in steps), self._need_ksm),
+             any(s.op == "ksm_scan" for s in steps), self._tune_ksm),
         ]
         for want, need in wanted:
             if want:
@@ -187,6 +206,10 @@ class LiveBackend:
         if not os.path.exists(f"{machine.KSM}/run"):
             raise Unsupported("KSM: not on this kernel (CONFIG_KSM is off)")
 
+    def _tune_ksm(self) -> None:
+        self._need_ksm()
+        machine.ksm_tune(self._state())
+
     def _need_hugetlb(self, pages: int) -> None:
         try:
             machine.ensure_hugetlb(self._state(), pages)
@@ -207,6 +230,8 @@ class LiveBackend:
         try:
             pid = os.fork()
             if pid == 0:  # pragma: no cover - the child never returns
+                if self._lock is not None:  # the run's lock stays with the driver
+                    os.close(self._lock.fd)
                 actor_main("P0", cmd, rep, self._data_dir or "")
         finally:
             if pid != 0:
@@ -248,6 +273,9 @@ class LiveBackend:
         if self._system is not None:
             self._system.restore()
             self._system = None
+        if self._lock is not None:  # only now may another run change the machine
+            self._lock.release()
+            self._lock = None
         if self._token is not None:
             safety.unregister_cleanup(self._token)
             self._token = None
@@ -349,6 +377,8 @@ class LiveBackend:
     def step(self, step: Step) -> StepResult:
         if not self._active:
             raise RuntimeError("LiveBackend.step() before start()")
+        if self._layout_skip:
+            raise Unsupported(self._layout_skip)
         handler = getattr(self, "_op_" + step.op, None)
         if handler is None:
             raise Unsupported(f"{step.op}: not an operation the live backend knows")
@@ -500,13 +530,7 @@ class LiveBackend:
             self._need_mthp()
         elif advice == "collapse":
             self._need_thp()
-        try:
-            res = self._range_op(step, "madvise", advice=advice)
-        except _StepError as e:
-            if advice == "collapse" and "Invalid argument" in str(e):
-                raise Unsupported("madvise collapse: MADV_COLLAPSE is not on this kernel "
-                                  "(6.1+)") from None
-            raise
+        res = self._range_op(step, "madvise", advice=advice)  # EINVAL etc.: a step error
         if advice == "mergeable" and step.proc:
             self._ksm_procs.add(step.proc)
         return res
@@ -630,6 +654,10 @@ class LiveBackend:
         raise Unsupported("migrate: not targetable on one node (a single NUMA node; "
                           "compaction moves an unchosen subset of pages)")
 
+    def _op_inject(self, step: Step) -> StepResult:
+        raise Unsupported(f"inject {step.word}: fault injection exists only in the model "
+                          "(it breaks a kernel rule on purpose)")
+
     def _op_ksm_scan(self, step: Step) -> StepResult:
         """ksmd does two full scans (:func:`anonex.live.machine.ksm_scan`). With no actor
         registered, ksmd would have nothing to scan (and never count a scan): nothing to do."""
@@ -673,6 +701,21 @@ class LiveBackend:
         if self._swap is not None:
             env["swap_used"] = {"device": self._swap.device, "ours": self._swap.ours}
         return env
+
+
+def _layout_skip(scenario: Scenario, version: KernelVersion) -> str:
+    """Why a scenario's ``layout`` cannot run on this kernel ("" if it can): the running
+    kernel has the one page-flag layout of its version; the others exist in the model."""
+    want = getattr(scenario, "layout", None)
+    if not want:
+        return ""
+    rules = Rules(version)
+    have = "none" if not rules.anon_exclusive else \
+        "owner_2" if rules.owner_2_rename else "mappedtodisk"
+    if want == have:
+        return ""
+    return (f"layout {want}: the running kernel ({version}) has the {have} layout; other "
+            "page-flag layouts exist only in the model")
 
 
 def _slots(npages: int) -> int:

@@ -7,8 +7,9 @@ back in reverse order. Changes are made with SIGINT/SIGTERM held back until thei
 recorded, so a signal never leaves an unrecorded change behind.
 
 * **swap** (:func:`ensure_swap`): an active swap is used as it is. Otherwise a zram device
-  (hot-added through ``/sys/class/zram-control``, else an unused one) gets a 256 MiB
-  disksize, ``mkswap`` and ``swapon``; undone by ``swapoff``, ``reset`` and ``hot_remove``.
+  (an unused one, else one hot-added through ``/sys/class/zram-control``, else zram loaded)
+  gets a 256 MiB disksize, ``mkswap`` and ``swapon``; undone by ``swapoff``, ``reset`` (and
+  ``hot_remove`` or unloading the module).
 * **KSM** (:func:`ksm_scan`): for one ``ksm-scan`` step ksmd runs (``run=1``) until
   ``full_scans`` has advanced by two (three if ksmd was already running, since it may be
   mid-scan) and is then stopped again if it was stopped before, so that merging happens
@@ -16,21 +17,41 @@ recorded, so a signal never leaves an unrecorded change behind.
   (one wake-up covers a whole scan), ``sleep_millisecs`` small and ``smart_scan`` off
   (it would skip pages that did not merge in earlier scans; the model never skips).
 * **THP** (:func:`ensure_thp`): ``enabled`` is kept at ``always``/``madvise`` and set to
-  ``madvise`` when it is ``never``. **mTHP** (:func:`ensure_mthp`): ``hugepages-64kB`` is
-  set to ``madvise``, the one mTHP size the model enables; other sizes are left alone.
+  ``madvise`` when it is ``never``. khugepaged must not collapse a scenario's split or
+  partly unmapped THP behind its back (:func:`quiet_khugepaged`): its
+  ``scan_sleep_millisecs`` is raised for the run (the write triggers one pass, which is
+  waited out before the run maps anything), and the driver keeps khugepaged's list of mms
+  non-empty with an empty MADV_HUGEPAGE region, so that no actor's registration wakes it
+  for a pass in the middle of a scenario. **mTHP**
+  (:func:`ensure_mthp`): ``hugepages-64kB`` is set to ``madvise``, the one mTHP size the
+  model enables; other sizes are left alone.
 * **hugetlb** (:func:`ensure_hugetlb`): 2 MiB pool pages are added until enough are free
   and unreserved.
 
+A run keeps its undo stack in :data:`JOURNAL` while it runs; the next run, holding the
+lock, undoes what a run killed by SIGKILL left there (:func:`anonex.live.safety.recover`).
+
+One live run at a time (:class:`RunLock`): two runs that change the same settings would
+interleave their save/restore (one restores while the other still uses the setting; the
+other then "restores" the first run's value), and would also see each other's pages in
+KSM and swap. A run holds an exclusive ``flock`` on ``/proc/kpageflags`` (a file every
+live run opens anyway and that always exists, so nothing is left behind); the kernel drops
+it when the process dies, however it dies.
+
 How it fails: :class:`Unavailable` (with the reason) when the machine cannot provide a
-resource; the backend turns it into a skipped step.
+resource; the backend turns it into a skipped step. :class:`RunLock` raises
+:class:`TimeoutError` when another run keeps the machine longer than the timeout.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import fcntl
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -48,10 +69,46 @@ SWAP_SIZE = "256M"
 KSM_PAGES_TO_SCAN = 10000
 KSM_SLEEP_MS = 1
 KSM_TIMEOUT = 20.0
+KHUGEPAGED_SLEEP_MS = 3_600_000  # an hour: no background collapse during a run
+KHUGEPAGED_WAIT = 5.0  # seconds to wait for the scan pass that the setting triggers
+
+
+LOCK_PATH = "/proc/kpageflags"
+#: where a live run keeps its undo stack while it runs (for recovery after a SIGKILL)
+JOURNAL = os.path.join("/run" if os.access("/run", os.W_OK) else tempfile.gettempdir(),
+                       "anonex-live.journal")
+LOCK_TIMEOUT = float(os.environ.get("ANONEX_LIVE_LOCK_TIMEOUT", "300"))
 
 
 class Unavailable(Exception):
     """The machine cannot provide what a step needs; the message says why."""
+
+
+class RunLock:
+    """The machine-wide lock of one live run (an exclusive flock on :data:`LOCK_PATH`).
+
+    ``fd`` is the locked descriptor; a forked child must close it (the lock belongs to the
+    open file, which a child shares until it closes its copy)."""
+
+    def __init__(self, timeout: float = LOCK_TIMEOUT) -> None:
+        self.fd = os.open(LOCK_PATH, os.O_RDONLY | os.O_CLOEXEC)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    os.close(self.fd)
+                    self.fd = -1
+                    raise TimeoutError(f"another anonex live run kept the machine for "
+                                       f"{timeout:g} s (lock on {LOCK_PATH})") from None
+                time.sleep(0.05)
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)  # closing the last descriptor drops the flock
+            self.fd = -1
 
 
 def read(path: str) -> str | None:
@@ -111,27 +168,25 @@ def _free_zram() -> int | None:
 
 
 def _zram_device(st: SystemState) -> int:
-    """A zram device of our own: hot-added (undo: hot_remove), else an unused one, else
-    one from loading the module (undo: unload it)."""
-    if os.path.exists(f"{ZRAM_CONTROL}/hot_add"):
-        n = int(read(f"{ZRAM_CONTROL}/hot_add") or "-1")  # reading it adds a device
-        if n >= 0:
-            st.on_restore(f"hot_remove zram{n}",
-                          lambda: _write(f"{ZRAM_CONTROL}/hot_remove", str(n)))
-            return n
+    """A zram device of our own: an unused one (the cheapest: undone by its reset alone),
+    else a hot-added one (undo: hot_remove), else one from loading the module (undo: unload
+    it). Live runs hold the run lock, so no other anonex run takes the same device."""
     n0 = _free_zram()
     if n0 is not None:
         return n0
+    if os.path.exists(f"{ZRAM_CONTROL}/hot_add"):
+        n = int(read(f"{ZRAM_CONTROL}/hot_add") or "-1")  # reading it adds a device
+        if n >= 0:
+            st.on_restore("write", f"{ZRAM_CONTROL}/hot_remove", str(n))
+            return n
     modprobe = shutil.which("modprobe")
     if modprobe is None or os.path.exists("/sys/block/zram0"):
         raise Unavailable("no swap is active and no free zram device can be had "
-                          "(no /sys/class/zram-control, every zram device in use)")
+                          "(every zram device in use, no /sys/class/zram-control)")
     r = subprocess.run([modprobe, "zram", "num_devices=1"], capture_output=True, text=True)
     if r.returncode != 0:
         raise Unavailable(f"no swap is active and zram cannot be loaded: {r.stderr.strip()}")
-    st.on_restore("modprobe -r zram",
-                  lambda: subprocess.run([modprobe, "-r", "zram"], check=True,
-                                         capture_output=True))
+    st.on_restore("command", modprobe, "-r", "zram")
     if not _wait_for("/sys/block/zram0/initstate"):
         raise Unavailable("zram was loaded but /sys/block/zram0 did not appear")
     return 0
@@ -154,7 +209,7 @@ def ensure_swap(st: SystemState) -> Swap:
             _write(f"{sysdir}/disksize", SWAP_SIZE)
         except OSError as e:
             raise Unavailable(f"zram{n}: cannot set disksize: {e.strerror}") from None
-        st.on_restore(f"reset zram{n}", lambda: _write(f"{sysdir}/reset", "1"))
+        st.on_restore("write", f"{sysdir}/reset", "1")
         r = subprocess.run([mkswap, dev], capture_output=True, text=True)
         if r.returncode != 0:
             raise Unavailable(f"mkswap {dev} failed: {r.stderr.strip()}")
@@ -162,14 +217,14 @@ def ensure_swap(st: SystemState) -> Swap:
             libc.swapon(dev)
         except OSError as e:
             raise Unavailable(f"swapon {dev}: {e.strerror}") from None
-        st.on_restore(f"swapoff {dev}", lambda: libc.swapoff(dev))
+        st.on_restore("swapoff", dev)
     return Swap(dev, ours=True)
 
 
 # -- KSM -------------------------------------------------------------------------------------
 
 
-def _ksm_tune(st: SystemState) -> None:
+def ksm_tune(st: SystemState) -> None:
     """Fast, complete scans while the run lasts (recorded, restored at the end)."""
     if not os.path.exists(f"{KSM}/run"):
         raise Unavailable("no KSM on this kernel (CONFIG_KSM is off)")
@@ -185,7 +240,7 @@ def _ksm_tune(st: SystemState) -> None:
 def ksm_scan(st: SystemState, timeout: float = KSM_TIMEOUT) -> int:
     """Let ksmd do two full scans; returns how many it did. :class:`TimeoutError` if it
     did not finish them within *timeout* seconds."""
-    _ksm_tune(st)
+    ksm_tune(st)
     running = read(f"{KSM}/run") == "1"
     before = int(read(f"{KSM}/full_scans") or "0")
     want = 3 if running else 2
@@ -210,7 +265,9 @@ def ksm_scan(st: SystemState, timeout: float = KSM_TIMEOUT) -> int:
 
 
 def ensure_thp(st: SystemState) -> None:
-    """PMD-size THP available in MADV_HUGEPAGE regions."""
+    """PMD-size THP available in MADV_HUGEPAGE regions, and khugepaged quiet while the run
+    lasts (it would collapse a split THP back behind the scenario's back: the model has no
+    khugepaged)."""
     enabled = f"{THP}/enabled"
     cur = selected(read(enabled))
     if cur is None:
@@ -218,6 +275,7 @@ def ensure_thp(st: SystemState) -> None:
     if cur == "never":
         with deferred_signals():
             st.set(enabled, "madvise")
+    quiet_khugepaged(st)
     pmd = selected(read(f"{THP}/hugepages-2048kB/enabled"))
     if pmd == "never":
         raise Unavailable("PMD-size THP is disabled (hugepages-2048kB/enabled = never)")
@@ -230,6 +288,102 @@ def ensure_mthp(st: SystemState) -> None:
     if cur is not None and cur != "madvise":
         with deferred_signals():
             st.set(path, "madvise")
+    quiet_khugepaged(st)
+
+
+def quiet_khugepaged(st: SystemState) -> None:
+    """No background collapse while the run lasts: khugepaged registers every MADV_HUGEPAGE
+    mm and would collapse a scenario's split or partly unmapped THP (max_ptes_none lets one
+    present page do) behind its back; the model has no khugepaged.
+
+    Writing ``scan_sleep_millisecs`` wakes khugepaged for one scan pass right away, before
+    it sleeps the new interval; so the write is followed by waiting until khugepaged has
+    run and is back in its idle wait. Done before the run maps anything, that pass cannot
+    touch the run's memory, however late a busy machine schedules it."""
+    pid = _kthread("khugepaged")
+    _anchor_khugepaged(pid)
+    sleep = f"{THP}/khugepaged/scan_sleep_millisecs"
+    cur = read(sleep)
+    before = _sched(pid) if pid else None
+    if cur is not None and int(cur) < KHUGEPAGED_SLEEP_MS:
+        with deferred_signals():
+            st.set(sleep, str(KHUGEPAGED_SLEEP_MS))
+    elif before is None or before[0] != "R":
+        return
+    # woken by the write (a pass), or by a THP setting just before (a recheck): let it
+    # settle before the run goes on
+    if pid and before is not None:
+        _wait_idle(pid, before[2] - (before[0] == "R"), "khugepaged")
+
+
+_anchor: tuple[int, int] | None = None  # (pid, address) of this process's anchor region
+
+
+def _anchor_khugepaged(pid: int | None) -> None:
+    """Keep khugepaged's list of mms non-empty with this (driver) process's mm.
+
+    With the list empty khugepaged waits without a timeout, and the first mm that
+    registers (an actor's MADV_HUGEPAGE or THP fault) wakes it for a scan pass at once,
+    which a busy machine may run in the middle of the scenario. An empty MADV_HUGEPAGE
+    region of 2 MiB registers this mm for its lifetime and never gets collapsed (nothing is
+    present there); it costs no memory. Made once per process; forked actors inherit it."""
+    global _anchor
+    if _anchor is not None and _anchor[0] == os.getpid():
+        return
+    huge = 2 << 20
+    before = _sched(pid) if pid else None
+    raw = libc.mmap(0, 2 * huge, libc.PROT_NONE,
+                    libc.MAP_PRIVATE | libc.MAP_ANONYMOUS | libc.MAP_NORESERVE)
+    addr = (raw + huge - 1) & ~(huge - 1)
+    libc.mprotect(addr, huge, libc.PROT_READ | libc.PROT_WRITE)
+    # khugepaged only takes a VMA that has an anon_vma: one write fault (a small page: no
+    # MADV_HUGEPAGE yet), then the page goes again
+    libc.madvise(addr, huge, libc.MADV["nohugepage"])
+    ctypes.memset(addr, 1, 1)
+    libc.madvise(addr, huge, libc.MADV["dontneed"])
+    with contextlib.suppress(OSError):  # THP off: nothing to anchor, nothing to fear
+        libc.madvise(addr, huge, libc.MADV["hugepage"])
+    _anchor = (os.getpid(), addr)
+    if pid and before is not None:
+        now = _sched(pid)
+        if now is not None and (now[0] == "R" or now[2] > before[2]):  # we woke it
+            _wait_idle(pid, before[2], "khugepaged")
+
+
+def _kthread(comm: str) -> int | None:
+    """The PID of the kernel thread named *comm* (``None`` if it does not run)."""
+    with contextlib.suppress(OSError):
+        for d in os.listdir("/proc"):
+            if d.isdigit() and read(f"/proc/{d}/comm") == comm:
+                return int(d)
+    return None
+
+
+def _sched(pid: int) -> tuple[str, str, int] | None:
+    """(state letter, wchan, voluntary context switches) of *pid*."""
+    status = read(f"/proc/{pid}/status")
+    if status is None:
+        return None
+    fields = dict(ln.split(":", 1) for ln in status.splitlines() if ":" in ln)
+    state = fields.get("State", "?").strip()[:1]
+    switches = int(fields.get("voluntary_ctxt_switches", "0").strip() or 0)
+    return state, read(f"/proc/{pid}/wchan") or "", switches
+
+
+def _wait_idle(pid: int, switches_before: int, idle_wchan: str,
+               timeout: float = KHUGEPAGED_WAIT) -> bool:
+    """Wait until kernel thread *pid* has slept at least once more and sleeps in its idle
+    wait (*idle_wchan*); False after *timeout* seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        now = _sched(pid)
+        if now is None:
+            return True  # the thread is gone: nothing will scan
+        state, wchan, switches = now
+        if switches > switches_before and state == "S" and wchan in (idle_wchan, ""):
+            return True
+        time.sleep(0.001)
+    return False
 
 
 # -- hugetlb ---------------------------------------------------------------------------------
@@ -274,6 +428,7 @@ def environment() -> dict[str, Any]:
         "thp_enabled": selected(read(f"{THP}/enabled")),
         "thp_defrag": selected(read(f"{THP}/defrag")),
         "thp_use_zero_page": read(f"{THP}/use_zero_page"),
+        "khugepaged_scan_sleep_millisecs": read(f"{THP}/khugepaged/scan_sleep_millisecs"),
         "mthp": mthp,
         "swaps": [" ".join(s.split()[:3]) for s in swaps],
         "ksm_run": read(f"{KSM}/run"),

@@ -26,6 +26,9 @@ and copies instead of reusing (seen on 6.18: basic-cow-after-fork's last write).
   ``None`` (``head-mirror: unknown``); before v6.10 the page's own bit;
 * KSM pages and non-anon pages (the zero page): ``False``.
 
+``ksm`` is ``None`` (unknown) on kernels whose KPF_KSM is set on every anon page (checked
+once per observer on a page of the driver's own; reference/live-kernel.md pitfall 10).
+
 How it fails: a process that has gone away yields no pages (:class:`ProcessGone`); any
 other I/O error propagates. Reading PFNs and kpageflags needs CAP_SYS_ADMIN (see
 :func:`anonex.live.available`).
@@ -40,6 +43,7 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+from anonex.live import libc
 from anonex.live.pagedata import PAGE
 from anonex.observation import PageObs
 from anonex.procfs import kpageflags as kpf
@@ -130,6 +134,27 @@ class Observer:
         self._kpc = os.open("/proc/kpagecount", os.O_RDONLY | os.O_CLOEXEC)
         self._files: dict[int, int] = {}
         self._scan_works = True
+        self.ksm_reliable = self._ksm_flag_reliable()
+
+    def _ksm_flag_reliable(self) -> bool:
+        """Whether KPF_KSM means KSM here: some kernels between the v6.10 kpageflags rewrite
+        and 81401cebfc15 ("fs/proc: fix KPF_KSM reported for all anonymous pages") set it on
+        every anon page. Checked on one private page of this (driver) process."""
+        addr = libc.mmap(0, PAGE, libc.PROT_READ | libc.PROT_WRITE,
+                         libc.MAP_PRIVATE | libc.MAP_ANONYMOUS)
+        try:
+            ctypes.memset(addr, 1, 1)
+            fd = os.open("/proc/self/pagemap", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                entry = pm.decode_bytes(os.pread(fd, 8, addr // PAGE * 8))[0]
+            finally:
+                os.close(fd)
+            if entry.pfn is None:
+                return True
+            word = self.kpageflags(entry.pfn)
+            return not (kpf.has(word, kpf.KPF_ANON) and kpf.has(word, kpf.KPF_KSM))
+        finally:
+            libc.munmap(addr, PAGE)
 
     # -- raw reads ---------------------------------------------------------------------------
 
@@ -253,6 +278,8 @@ class Observer:
             if pfn is None:
                 continue
             word = words.get(pfn, 0)
+            if not self.ksm_reliable:  # a KSM page never has bit 34 anyway
+                word &= ~(1 << kpf.KPF_KSM)
             vaddr = region.addr + i * PAGE
             base = vaddr - vaddr % HPAGE_PMD_SIZE
             whole = kpf.has(word, kpf.KPF_HUGE) or base in pmd
@@ -264,7 +291,7 @@ class Observer:
                     head = self.kpageflags(head_pfn)
             o.ident = pfn
             o.mapcount = counts.get(pfn, 0)
-            o.ksm = kpf.has(word, kpf.KPF_KSM)
+            o.ksm = kpf.has(word, kpf.KPF_KSM) if self.ksm_reliable else None
             o.thp = kpf.has(word, kpf.KPF_THP)
             o.huge = kpf.has(word, kpf.KPF_HUGE)
             o.zero = kpf.has(word, kpf.KPF_ZERO_PAGE)

@@ -2,7 +2,7 @@
 
 :class:`SystemState` records system-wide settings (a sysfs/procfs file and its original
 value) before changing them, and actions that need an undo (``swapon`` → ``swapoff``, a
-zram device added → removed), and undoes all of them in reverse order when the context
+zram device set up → reset), and undoes all of them in reverse order when the context
 exits. Cleanups of every active context (and of any callable registered with
 :func:`register_cleanup`, e.g. "kill my actors") also run from an ``atexit`` hook and
 from SIGTERM/SIGINT handlers, which then hand the signal on to whatever handler was there
@@ -10,6 +10,12 @@ before. Everything runs at most once.
 
 Only the process that registered a cleanup runs it: a forked child that inherits the
 handlers does nothing (it just takes the signal's default action).
+
+SIGKILL leaves no handler a chance. For that, a :class:`SystemState` given a *journal*
+path keeps its undo stack in that file (JSON, rewritten atomically on every change, removed
+once everything is restored); :func:`recover` undoes what a killed process left there. The
+undo steps are therefore data, not closures: restore a file, write a value, ``swapoff``,
+run a command, remove a directory.
 
 How it fails: a setting that cannot be read is reported as ``OSError`` by
 :meth:`SystemState.set` before anything is changed; a setting that cannot be restored is
@@ -22,6 +28,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import itertools
+import json
 import os
 import signal
 import sys
@@ -126,13 +133,60 @@ def deferred_signals() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
-@dataclass(slots=True)
-class _Undo:
-    """One thing to put back: a file and its original value, or an action."""
+UNDO_KINDS = ("file", "write", "swapoff", "command", "rmtree")
 
-    what: str
-    value: str | None = None  # the file's original value (file entries)
-    action: Callable[[], object] | None = None  # the undo (action entries)
+
+@dataclass(frozen=True, slots=True)
+class Undo:
+    """One step that puts something back.
+
+    ``file``: write ``args[1]`` (the original value) to the file ``args[0]``; ``write``:
+    write ``args[1]`` to ``args[0]`` (e.g. ``1`` to a zram ``reset``); ``swapoff``: stop
+    swapping on ``args[0]``; ``command``: run ``args`` as a command; ``rmtree``: remove the
+    directory ``args[0]`` with what it holds.
+    """
+
+    kind: str
+    args: tuple[str, ...]
+
+    def describe(self) -> str:
+        if self.kind == "file":
+            return f"restore {self.args[0]} to {self.args[1]!r}"
+        if self.kind == "write":
+            return f"write {self.args[1]!r} to {self.args[0]}"
+        return f"{self.kind} {' '.join(self.args)}"
+
+    def run(self) -> None:
+        if self.kind in ("file", "write"):
+            _write(self.args[0], self.args[1])
+        elif self.kind == "swapoff":
+            from anonex.live import libc
+
+            libc.swapoff(self.args[0])
+        elif self.kind == "command":
+            import subprocess
+
+            subprocess.run(list(self.args), check=True, capture_output=True)
+        elif self.kind == "rmtree":
+            import shutil
+
+            shutil.rmtree(self.args[0], ignore_errors=True)
+        else:
+            raise ValueError(f"unknown undo kind {self.kind!r}")
+
+
+def _undo_stack(stack: list[Undo]) -> list[tuple[str, str]]:
+    """Run every undo, newest first (emptying *stack*); returns what failed."""
+    failed: list[tuple[str, str]] = []
+    while stack:
+        u = stack.pop()
+        try:
+            u.run()
+        except Exception as e:
+            print(f"anonex: could not {u.describe()}: {e}", file=sys.stderr)
+            failed.append((u.args[0], u.args[1]) if u.kind == "file"
+                          else (u.describe(), ""))
+    return failed
 
 
 class SystemState:
@@ -142,29 +196,31 @@ class SystemState:
     value before the first change and restores it on exit, on an exception, at interpreter
     exit and on SIGTERM/SIGINT. Files whose value reads back as a ``[selected]`` menu (THP
     settings) are restored to the selected word. :meth:`on_restore` adds an action to the
-    same stack (``st.on_restore("swapoff /dev/zram1", lambda: swapoff(...))``), so settings
-    and actions come back strictly in reverse order of the changes.
+    same stack (``st.on_restore("swapoff", "/dev/zram0")``), so settings and actions come
+    back strictly in reverse order of the changes. With a *journal* path the stack is also
+    kept in that file, for :func:`recover` after a SIGKILL.
     """
 
-    def __init__(self) -> None:
-        self._stack: list[_Undo] = []
+    def __init__(self, journal: str | None = None) -> None:
+        self._stack: list[Undo] = []
         self._token: int | None = None
+        self.journal = journal
 
     @property
     def saved(self) -> list[tuple[str, str]]:
         """(path, original value) for every setting changed so far, oldest first."""
-        return [(u.what, u.value) for u in self._stack if u.value is not None]
+        return [(u.args[0], u.args[1]) for u in self._stack if u.kind == "file"]
 
     @property
     def actions(self) -> list[str]:
         """What each recorded undo action does, oldest first."""
-        return [u.what for u in self._stack if u.action is not None]
+        return [u.describe() for u in self._stack if u.kind != "file"]
 
     def original(self, path: str) -> str | None:
         """The recorded original value of *path* (``None`` if it was never changed)."""
         for u in self._stack:
-            if u.value is not None and u.what == path:
-                return u.value
+            if u.kind == "file" and u.args[0] == path:
+                return u.args[1]
         return None
 
     def __enter__(self) -> SystemState:
@@ -175,6 +231,23 @@ class SystemState:
                  tb: TracebackType | None) -> None:
         self.restore()
 
+    def _push(self, u: Undo) -> None:
+        self._stack.append(u)
+        self._write_journal()
+
+    def _write_journal(self) -> None:
+        if self.journal is None:
+            return
+        if not self._stack:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.journal)
+            return
+        data = {"pid": os.getpid(), "undo": [[u.kind, *u.args] for u in self._stack]}
+        tmp = f"{self.journal}.{os.getpid()}.tmp"
+        with open(tmp, "w") as f:
+            json.dump(data, f)
+        os.replace(tmp, self.journal)
+
     def record(self, path: str, original: str | None = None) -> None:
         """Remember *path*'s current value (once) so that it is restored later."""
         if self.original(path) is not None:
@@ -182,12 +255,15 @@ class SystemState:
         value = _read(path) if original is None else original
         if "[" in value and "]" in value:  # "always [madvise] never" -> "madvise"
             value = value[value.index("[") + 1:value.index("]")]
-        self._stack.append(_Undo(path, value=value))
+        self._push(Undo("file", (path, value)))
 
-    def on_restore(self, what: str, action: Callable[[], object]) -> None:
-        """Run *action* when the state is restored, in reverse order with everything else
-        (record it right after the change it undoes, inside :func:`deferred_signals`)."""
-        self._stack.append(_Undo(what, action=action))
+    def on_restore(self, kind: str, *args: str) -> None:
+        """Undo with *kind* (see :class:`Undo`) when the state is restored, in reverse order
+        with everything else (record it right after the change it undoes, inside
+        :func:`deferred_signals`)."""
+        if kind not in UNDO_KINDS or kind == "file":
+            raise ValueError(f"on_restore: unknown kind {kind!r}")
+        self._push(Undo(kind, tuple(args)))
 
     def set(self, path: str, value: str) -> None:
         """Record *path*'s value, then write *value* to it."""
@@ -197,28 +273,33 @@ class SystemState:
     def restore(self) -> list[tuple[str, str]]:
         """Write every recorded value back and run every undo action, newest first; returns
         what could not be undone: (path, value) for files, (what, "") for actions."""
-        failed: list[tuple[str, str]] = []
         with deferred_signals():  # a Ctrl-C now would only interrupt the undoing
-            self._undo_all(failed)
+            failed = _undo_stack(self._stack)
+            with contextlib.suppress(OSError):
+                self._write_journal()  # empty: the journal goes
         if self._token is not None:
             unregister_cleanup(self._token)
             self._token = None
         return failed
 
-    def _undo_all(self, failed: list[tuple[str, str]]) -> None:
-        while self._stack:
-            u = self._stack.pop()
-            try:
-                if u.action is not None:
-                    u.action()
-                else:
-                    assert u.value is not None
-                    _write(u.what, u.value)
-            except Exception as e:
-                if u.action is not None:
-                    print(f"anonex: could not undo {u.what}: {e}", file=sys.stderr)
-                    failed.append((u.what, ""))
-                else:
-                    print(f"anonex: could not restore {u.what} to {u.value!r}: {e}",
-                          file=sys.stderr)
-                    failed.append((u.what, u.value or ""))
+
+def recover(journal: str) -> list[str]:
+    """Undo what a process that was killed before restoring left in *journal* (the caller
+    must make sure that process is gone, e.g. by holding the lock it held). Returns what
+    was undone; the journal is removed."""
+    try:
+        with open(journal) as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError) as e:
+        print(f"anonex: unreadable journal {journal}: {e}", file=sys.stderr)
+        data = {"undo": []}
+    stack = [Undo(str(e[0]), tuple(str(a) for a in e[1:])) for e in data.get("undo", [])
+             if e and e[0] in UNDO_KINDS]
+    done = [u.describe() for u in reversed(stack)]
+    with deferred_signals():
+        _undo_stack(stack)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(journal)
+    return done
