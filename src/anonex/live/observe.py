@@ -43,9 +43,12 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from anonex.live import libc
 from anonex.live.pagedata import PAGE
 from anonex.observation import PageObs
+from anonex.pagetypes import decode as dc
 from anonex.procfs import kpageflags as kpf
 from anonex.procfs import pagemap as pm
 
@@ -268,6 +271,7 @@ class Observer:
                for w in words.values()):
             pmd = self.pmd_mapped(pid, region.addr, region.npages)
         out: list[PageObs] = []
+        present: list[tuple[PageObs, int, int, bool, int]] = []  # obs, pfn, word, whole, head
         for i, entry in enumerate(entries):
             o = PageObs(proc=proc, region=region.name, index=i, state=entry.state)
             o.extra["pm56"] = int(entry.mmap_exclusive)
@@ -283,24 +287,36 @@ class Observer:
             vaddr = region.addr + i * PAGE
             base = vaddr - vaddr % HPAGE_PMD_SIZE
             whole = kpf.has(word, kpf.KPF_HUGE) or base in pmd
-            head = None
-            if whole:
+            head = word
+            if whole and not self.head_mirror:
+                # before 6.10 each page exported its own bits: a whole mapping is described
+                # by the head page's word
                 head_pfn = pfn - (vaddr - base) // PAGE
-                head = words.get(head_pfn)
-                if head is None:
-                    head = self.kpageflags(head_pfn)
-            o.ident = pfn
-            o.mapcount = counts.get(pfn, 0)
-            o.ksm = kpf.has(word, kpf.KPF_KSM) if self.ksm_reliable else None
-            o.thp = kpf.has(word, kpf.KPF_THP)
-            o.huge = kpf.has(word, kpf.KPF_HUGE)
-            o.zero = kpf.has(word, kpf.KPF_ZERO_PAGE)
-            o.anon_exclusive, o.extra["excl_source"] = exclusive_of(
-                word, head=head, head_mirror=self.head_mirror)
-            if whole and not o.huge:
-                o.extra["pmd"] = True
-            o.extra["kpf"] = word
-            o.extra["swapcache"] = int(kpf.has(word, kpf.KPF_SWAPCACHE))
+                head = words.get(head_pfn, self.kpageflags(head_pfn))
+            present.append((o, pfn, word, whole, head))
+        if present:
+            # the decoding is page-types' (anonex.pagetypes.decode), as the issue asks
+            info = dc.page_info(np.array([h for *_, h in present], dtype=np.uint64),
+                                np.array([w for _, _, _, w, _ in present], dtype=np.bool_),
+                                head_mirrored=self.head_mirror)
+            flags = dc.page_info(np.array([w for _, _, w, _, _ in present], dtype=np.uint64),
+                                 head_mirrored=self.head_mirror)
+            for n, (o, pfn, word, whole, _) in enumerate(present):
+                o.ident = pfn
+                o.mapcount = counts.get(pfn, 0)
+                o.ksm = bool(flags.ksm[n]) if self.ksm_reliable else None
+                o.thp = bool(flags.thp[n])
+                o.huge = bool(flags.huge[n])
+                o.zero = bool(flags.zero[n])
+                st = int(info.state[n])
+                o.anon_exclusive = None if st == dc.UNKNOWN else st == dc.EXCLUSIVE
+                o.extra["excl_source"] = _SOURCE[st] if st != dc.EXCLUSIVE and \
+                    st != dc.NOT_EXCLUSIVE else ("hugetlb head" if o.huge else
+                                                 "pmd head" if whole else "page")
+                if whole and not o.huge:
+                    o.extra["pmd"] = True
+                o.extra["kpf"] = word
+                o.extra["swapcache"] = int(flags.swapcache[n])
         return out
 
     def observe_process(self, proc: str, pid: int, regions: Iterable[RegionView],
@@ -323,6 +339,10 @@ class Observer:
             for (o, _), tag in zip(present, tags, strict=True):
                 o.data = tag
         return out
+
+
+_SOURCE = {dc.NOT_ANON: "not anon", dc.UNKNOWN: "head-mirror: unknown",
+           dc.SLAB_ANON: "slab (anon bit is stale)"}
 
 
 def exclusive_of(word: int, *, head: int | None = None,
