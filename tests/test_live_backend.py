@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 import anonex.live.backend as live_backend
-from anonex.diff import Divergence, diff
+from anonex.diff import diff
 from anonex.kernel.backend import ModelBackend
 from anonex.live import LiveUnavailable, available
 from anonex.live.backend import LiveBackend
@@ -148,9 +148,6 @@ def test_library_agrees_with_model_live(live: None, path: Path) -> None:
         assert lt.verdict == want, f"selftest here: {want}; live: {lt.verdict} {lt.reason}"
     mt = run(scen, ModelBackend(lt.version))
     divs = diff(mt, lt)
-    known = _known_disagreement(scen, divs)
-    if known:
-        pytest.xfail(known)
     assert not divs, "\n".join(d.describe("model", "live") for d in divs)
 
 
@@ -163,24 +160,6 @@ def selftest_result(title: str) -> str:
     held_ro_pin = (title.startswith("R/O GUP") and "(O_DIRECT)" not in title) or \
         title.startswith("R/O longterm GUP")
     return "skip" if held_ro_pin else "pass"
-
-
-def _known_disagreement(scen: Scenario, divs: list[Divergence]) -> str | None:
-    """A reported model/kernel disagreement that explains *every* divergence, if one does.
-
-    Swap readahead: a swap-in through the swap cache (a shared entry) also reads the
-    neighbouring slots into it; a later fault on one of them maps that 4 KiB swap-cache
-    folio, and no 64 KiB range containing one comes back as a large folio. The model has
-    no readahead, so after MADV_PAGEOUT of a THP such pages differ only in ``thp``
-    (findings/swap-readahead.cow).
-    """
-    if not divs:
-        return None
-    pageout = any(st.op == "madvise" and st.word == "pageout" for st in scen.steps)
-    if pageout and all(d.what.endswith(" thp") for d in divs):
-        return ("known model/kernel disagreement: swap readahead decides which pages come "
-                "back in 64 KiB folios (findings/swap-readahead.cow)")
-    return None
 
 
 def test_backend_object_runs_several_scenarios(live: None) -> None:

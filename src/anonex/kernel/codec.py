@@ -68,7 +68,7 @@ def encode(k: Kernel) -> State:
     enc = _Enc(k)
     mms = tuple(
         (mm.name, mm.has_pinned,
-         tuple((v.start, v.npages, v.flags, v.anon_vma) for v in mm.vmas),
+         tuple((v.start, v.npages, v.flags, v.anon_vma, v.ra) for v in mm.vmas),
          tuple((b, enc.folio(mm.pmds[b].folio), mm.pmds[b].write, mm.pmds[b].dirty)
                for b in sorted(mm.pmds)),
          tuple((vpn, enc.entry(mm.ptes[vpn])) for vpn in sorted(mm.ptes)))

@@ -76,7 +76,7 @@ def dup_mmap(k: Kernel, src: MM, child_name: str) -> MM:
     for vma in src.vmas:
         if vma.flags & VM_DONTCOPY:
             continue
-        dvma = VMA(vma.start, vma.npages, vma.flags, vma.anon_vma)
+        dvma = VMA(vma.start, vma.npages, vma.flags, vma.anon_vma, vma.ra)
         dst.vmas.append(dvma)
         if vma.flags & VM_WIPEONFORK:
             dvma.anon_vma = False

@@ -48,7 +48,7 @@ def split_range(mm: MM, start: int, end: int) -> list[VMA]:
             continue
         cuts = sorted({v.start, max(v.start, start), min(v.end, end), v.end})
         for a, b in itertools.pairwise(cuts):
-            piece = VMA(a, b - a, v.flags, v.anon_vma)
+            piece = VMA(a, b - a, v.flags, v.anon_vma, v.ra)
             new.append(piece)
             if start <= a and b <= end:
                 out.append(piece)
@@ -65,7 +65,7 @@ def vma_merge(mm: MM) -> None:
         if out and out[-1].end == v.start and out[-1].flags == v.flags:
             prev = out[-1]
             out[-1] = VMA(prev.start, prev.npages + v.npages, prev.flags,
-                          prev.anon_vma or v.anon_vma)
+                          prev.anon_vma or v.anon_vma, prev.ra)
         else:
             out.append(v)
     mm.vmas = out

@@ -60,6 +60,8 @@ class VMA:
     npages: int
     flags: int
     anon_vma: bool = False
+    #: ``vma->swap_readahead_info``: the last swap fault's vpn, the window, readahead hits
+    ra: tuple[int, int, int] = (0, 0, 0)
 
     @property
     def end(self) -> int:

@@ -164,6 +164,8 @@ def do_swap_page(k: Kernel, mm: MM, vma: VMA, vpn: int, entry: SwapPte, flags: i
     s = k.swap[entry.slot]
     folio = s.cache
     fresh = False
+    if folio is not None:
+        swap_cache_hit(vma, vpn, folio)
     if folio is None and r.swapin_sync_bypass and s.count == 1 and r.mthp_swapin:
         done = _swapin_large_folio(k, mm, vma, vpn, entry)
         if done:
@@ -175,6 +177,7 @@ def do_swap_page(k: Kernel, mm: MM, vma: VMA, vpn: int, entry: SwapPte, flags: i
             fresh = True  # SWP_SYNCHRONOUS_IO: skip the swap cache
         else:
             _add_to_swap_cache_at(k, folio, entry.slot)
+            swap_vma_readahead(k, mm, vma, vpn)
     else:
         k.folio_get(folio)  # the reference the new mapping will own
     page = folio.pages[0] if folio.swap is None else folio.pages[entry.slot - folio.swap]
@@ -279,6 +282,70 @@ def _swapin_large_folio(k: Kernel, mm: MM, vma: VMA, vpn: int, entry: SwapPte) -
         k.swap[slot].count -= 1
         _maybe_release_slot(k, slot)
     return True
+
+
+SWAP_RA_MAX = 8  # 1 << page_cluster (3)
+
+
+def swap_cache_hit(vma: VMA, vpn: int, folio: Folio) -> None:
+    """``swap_cache_get_folio()``: a fault found its page in the swap cache. The VMA's
+    readahead info remembers the address, and counts a hit if readahead brought the page."""
+    _, win, hits = vma.ra
+    if not folio.large and pf.test_page_flag(folio.pages[0], "readahead"):
+        pf.clear_page_flag(folio.pages[0], "readahead")
+        hits += 1
+    vma.ra = (vpn, win, hits)
+
+
+def _swapin_nr_pages(prev: int, vpn: int, hits: int, prev_win: int) -> int:
+    """``__swapin_nr_pages()``: the readahead window: hits + 2 rounded up to a power of two
+    (at least 4), only 1 without hits unless the access is sequential, at most 8, and not
+    below half the previous window."""
+    pages = hits + 2
+    if pages == 2:
+        if vpn not in (prev + 1, prev - 1):
+            pages = 1
+    else:
+        roundup = 4
+        while roundup < pages:
+            roundup <<= 1
+        pages = roundup
+    pages = min(pages, SWAP_RA_MAX)
+    return max(pages, prev_win // 2)
+
+
+def swap_vma_readahead(k: Kernel, mm: MM, vma: VMA, vpn: int) -> None:
+    """``swap_vma_readahead()`` (non-rotational swap, e.g. zram): besides the faulting
+    page, read the swap entries of a window of neighbouring addresses into the swap cache
+    (not mapped; marked PG_readahead). The window follows the access pattern: forward after
+    a sequential fault, backward after a descending one, centred otherwise; it stays inside
+    the VMA and the faulting 2 MiB range."""
+    prev, prev_win, hits = vma.ra
+    win = _swapin_nr_pages(prev, vpn, hits, prev_win)
+    vma.ra = (vpn, win, 0)
+    if win == 1:
+        return
+    if vpn == prev + 1:
+        lo, hi = vpn, vpn + win
+    elif prev == vpn + 1:
+        lo, hi = vpn - win + 1, vpn + 1
+    else:
+        left = (win - 1) // 2
+        lo, hi = vpn - left, vpn + win - left
+    base = vpn & ~511
+    lo, hi = max(lo, vma.start, base), min(hi, vma.end, base + 512)
+    for v in range(lo, hi):
+        e = mm.ptes.get(v)
+        if v == vpn or not isinstance(e, SwapPte):
+            continue
+        slot = k.swap.get(e.slot)
+        if slot is None or slot.cache is not None:
+            continue
+        f = k.alloc_folio(0)
+        f.pages[0].data = slot.data[0]
+        _add_to_swap_cache_at(k, f, e.slot)
+        pf.set_page_flag(f.pages[0], "readahead")
+        k.folio_put(f)  # only the swap cache holds it
 
 
 def _add_to_swap_cache_at(k: Kernel, folio: Folio, slot: int) -> None:
