@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from concurrent.futures import ProcessPoolExecutor
 from importlib import resources
 from pathlib import Path
 from typing import Annotated
@@ -180,13 +181,15 @@ def check_cmd(
     cells: dict[tuple[str, str], Trace] = {}
     divergent: list[tuple[str, Trace, Trace]] = []
     total = len(scens) * (len(versions) + (2 if live else 0))
-    with Progress(console=err, transient=True, disable=not err.is_terminal) as prog:
+    lay = _layout(layout)
+    with Progress(console=err, transient=True, disable=not err.is_terminal) as prog, \
+            ProcessPoolExecutor(max_workers=max(1, (os.cpu_count() or 1))) as pool:
         task = prog.add_task("checking", total=total)
+        # the version matrix runs in worker processes while this one drives the kernel
+        futures = [pool.submit(_model_matrix, s.path, versions, lay) for s in scens]
+        for fut in futures:
+            fut.add_done_callback(lambda f: prog.advance(task, len(versions)))
         for s in scens:
-            for v in versions:
-                cells[(s.name, str(v))] = run(s, ModelBackend(v, layout=_layout(layout)),
-                                              full=False)
-                prog.advance(task)
             if live is not None:
                 from anonex.live import LiveUnavailable
 
@@ -200,6 +203,12 @@ def check_cmd(
                 prog.advance(task, 2)
                 if diff(mt, lt):
                     divergent.append((s.name, mt, lt))
+        for s, fut in zip(scens, futures, strict=True):
+            for v, t in zip(versions, fut.result(), strict=True):
+                t.scenario = s
+                cells[(s.name, str(v))] = t
+        cells = dict(sorted(cells.items(), key=lambda kv: (
+            [x.name for x in scens].index(kv[0][0]), columns.index(kv[0][1]))))
     if as_tap:
         res = [(f"{t.scenario.title or name} [{col}]", t) for (name, col), t in cells.items()]
         out.print(tap(res), markup=False)
@@ -228,6 +237,15 @@ def page_types_cmd(ctx: typer.Context) -> None:
     from anonex.pagetypes.cli import main as pt_main
 
     raise typer.Exit(pt_main(list(ctx.args)))
+
+
+def _model_matrix(path: str, versions: list[KernelVersion], layout: str | None) -> list[Trace]:
+    """One scenario on the model at every version (in a worker process): light traces."""
+    scen = parse_file(path)
+    out = []
+    for v in versions:
+        out.append(run(scen, ModelBackend(v, layout=layout), full=False).light())
+    return out
 
 
 @app.command("version")

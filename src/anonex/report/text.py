@@ -51,7 +51,7 @@ def problems(console: Console, cells: dict[tuple[str, str], Trace]) -> None:
         if not t.as_expected:
             console.print(f"[bold red]{t.verdict}[/] {name} on {col}: {escape(t.reason)}")
         elif t.verdict == "skip":
-            why = t.steps[-1].result.skipped if t.steps else t.reason
+            why = t.skip_reason or t.reason
             skips.setdefault(why or t.reason, []).append(f"{name}@{col}")
     for reason, where in skips.items():
         shown = ", ".join(where[:4]) + (f" and {len(where) - 4} more" if len(where) > 4 else "")

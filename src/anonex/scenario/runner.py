@@ -51,6 +51,8 @@ class Trace:
     vars: dict[str, str] = field(default_factory=dict)
     verdict: Verdict = "pass"
     reason: str = ""
+    skip_reason: str = ""  # why the backend could not run a step (verdict skip)
+    unobservable_count: int = -1  # kept when the steps are dropped (see ``light``)
     env: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -62,7 +64,16 @@ class Trace:
 
     @property
     def unobservable(self) -> int:
+        if self.unobservable_count >= 0:
+            return self.unobservable_count
         return sum(1 for e in self.expects if e.result == "unobservable")
+
+    def light(self) -> Trace:
+        """The verdict without the steps (cheap to send between processes)."""
+        self.unobservable_count = self.unobservable
+        self.steps = []
+        self.initial_expects = []
+        return self
 
     @property
     def as_expected(self) -> bool:
@@ -158,6 +169,7 @@ class Runner:
                     trace.steps.append(StepRecord(st, res, obs))
                     trace.verdict = "skip"
                     trace.reason = f"line {st.pos.line} ({st.text()}): {res.skipped}"
+                    trace.skip_reason = res.skipped
                     return trace
                 if need is None or need[i]:
                     snap = sorted(be.observe(), key=_obs_order)
