@@ -83,7 +83,10 @@ class DriverEnd:
             ready, _, _ = select.select([self.rfd], [], [], left)
             if not ready:
                 continue
-            chunk = os.read(self.rfd, 65536)
+            try:
+                chunk = os.read(self.rfd, 65536)
+            except BlockingIOError:
+                continue  # select() can report a FIFO readable spuriously
             if not chunk:
                 raise ChannelClosed("the actor closed its reply channel")
             self._buf += chunk
