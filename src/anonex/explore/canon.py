@@ -11,12 +11,15 @@ pipes, pins, folios, swap slots) with four identities made canonical:
   (``folio->swap + i``), so large-folio slot ranges keep their shape;
 * **tags** (page contents) are numbered in order of first sight, "" (never written) being
   0: tags are interchangeable, the model only compares them;
-* **processes** other than P0 are interchangeable: the key is the least encoding over the
-  orders of the children (at most 3! orders; past three children, a signature sort).
+* **processes** are interchangeable, P0 included (it may exit and leave a child in its
+  place): they are ordered by a signature without names, and the key is the least
+  encoding over the orders of processes whose signatures tie.
 
 Pages of a large folio past the explored page indexes are not encoded one by one: every
-operation the explorer generates touches them all alike (whole-region steps), so the first
-of them stands for the rest (``tests/test_explore_state.py`` checks this).
+operation the explorer generates touches them all alike (whole-region steps), except at
+the edges of mTHP-sized blocks, so the key spells out the pages up to one past the largest
+block and lets that one stand for the rest (``tests/test_explore_state.py`` checks this
+on every state of small bounds).
 
 Everything the model's behaviour depends on must be in the key, or two different states
 would be merged. :data:`ENCODED` lists the fields read here; the tests compare it with the
@@ -28,7 +31,8 @@ from __future__ import annotations
 import itertools
 from array import array
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from anonex.kernel.folio import Folio
 from anonex.kernel.oracle import Oracle
@@ -40,14 +44,14 @@ from anonex.kernel.state import MM, REGION_BASE_VPN, Kernel
 ENCODED: dict[str, frozenset[str]] = {
     "Folio": frozenset({"order", "pages", "refcount", "pincount", "entire_mapcount",
                         "large_mapcount", "anon", "ksm", "hugetlb", "zero", "freed", "swap",
-                        "mm_counts"}),
+                        "mm_counts", "mm_shared"}),
     "Page": frozenset({"flags", "mapcount", "data"}),
     "Pte": frozenset({"page", "write", "dirty", "special"}),
     "SwapPte": frozenset({"slot", "exclusive"}),
     "MigrationPte": frozenset({"page", "kind"}),
     "DeviceExclusivePte": frozenset({"page"}),
     "Pmd": frozenset({"folio", "write", "dirty"}),
-    "VMA": frozenset({"start", "npages", "flags", "anon_vma"}),
+    "VMA": frozenset({"start", "npages", "flags", "anon_vma", "ra"}),
     "MM": frozenset({"vmas", "ptes", "has_pinned", "pmds"}),
     "PageRef": frozenset({"page", "mm", "vpn"}),
     "Pipe": frozenset({"refs", "holders"}),
@@ -55,17 +59,61 @@ ENCODED: dict[str, frozenset[str]] = {
     "SwapSlot": frozenset({"data", "count", "cache"}),
     "_Ref": frozenset({"mm", "vpn", "attached", "accepted"}),
     "Kernel": frozenset({"mms", "zero_folio", "pipes", "pins", "swap", "ksm_mms",
-                         "ksm_use_zero_pages"}),
+                         "ksm_use_zero_pages", "thp_use_zero_page"}),
     "Oracle": frozenset({"mem", "pipes", "pins"}),
 }
 # Fields that do not change what the model does next (or are constant in one search).
 IGNORED: dict[str, frozenset[str]] = {
-    "Folio": frozenset({"pfn"}),
+    "Folio": frozenset({"pfn", "layout"}),
     "Page": frozenset({"folio", "index"}),
     "MM": frozenset({"name"}),
     "Kernel": frozenset({"version", "rules", "next_pfn", "next_slot", "regions", "freed",
-                         "nr_faults", "mthp_orders"}),
+                         "nr_faults", "mthp_orders", "layout", "injected",
+                         # the huge zero folio, allocated on first use; PMDs that map it
+                         # are encoded like any other
+                         "_huge_zero"}),
 }
+# Classes whose unknown fields (the model gained them after this module was written) are
+# encoded generically, when they hold immutable values; elsewhere they are an error.
+GENERIC = ("Folio", "Page", "MM", "VMA", "Kernel")
+
+
+def model_fields() -> dict[str, list[str]]:
+    """The fields of every class of the model's state, by class name."""
+    from anonex.explore.clone import FIELDS, _slots
+    from anonex.versions import CURRENT
+
+    out: dict[str, list[str]] = {}
+    for cls in FIELDS:
+        names = _slots(cls)
+        if not names:
+            obj = Kernel(CURRENT) if cls is Kernel else Oracle()
+            names = list(vars(obj))
+        out[cls.__name__] = names
+    return out
+
+
+def unknown_fields() -> dict[str, tuple[str, ...]]:
+    """Fields of the model that the key neither encodes nor ignores, by class name."""
+    out = {}
+    for name, fields in model_fields().items():
+        known = ENCODED.get(name, frozenset()) | IGNORED.get(name, frozenset())
+        extra = tuple(sorted(set(fields) - known))
+        if extra:
+            out[name] = extra
+    return out
+
+
+def _check_unknown() -> dict[str, tuple[str, ...]]:
+    extra = unknown_fields()
+    bad = {c: f for c, f in extra.items() if c not in GENERIC}
+    if bad:
+        c, f = next(iter(bad.items()))
+        raise TypeError(f"explore: the model's {c} has field(s) {', '.join(f)} that the "
+                        "state key does not know: add them to anonex.explore.canon "
+                        "(ENCODED and encode(), or IGNORED)")
+    return extra
+
 
 _MIG = {"readable": 0, "readable_exclusive": 1, "writable": 2}
 
@@ -77,13 +125,15 @@ class Layout:
     ``vpns``: the virtual pages that are encoded one by one (every page of a small-page
     region, the explored indexes and one more of a huge region), ascending; ``explicit``:
     how many leading pages of a large folio are encoded; ``handles``: pipe and pin names;
-    ``ksm``: whether process creation order matters (KSM scans in that order).
+    ``ksm``: whether process creation order matters (KSM scans in that order);
+    ``extra``: fields of the model this module does not know yet, encoded generically.
     """
 
     vpns: tuple[int, ...]
     explicit: int
     handles: tuple[str, ...]
     ksm: bool = False
+    extra: dict[str, tuple[str, ...]] = field(default_factory=_check_unknown)
 
 
 def proc_index(name: str) -> int:
@@ -92,27 +142,63 @@ def proc_index(name: str) -> int:
 
 
 def orders(k: Kernel) -> list[list[str]]:
-    """The process orders the key minimises over: P0 first, then every order of the
-    children (a signature sort past three children)."""
-    names = sorted(k.mms, key=proc_index)
-    head = names[:1] if names and names[0] == "P0" else []
-    kids = names[len(head):]
-    if len(kids) <= 1:
+    """The process orders the key minimises over. Every process is interchangeable (P0
+    too: once it exits, a child plays its part): processes are sorted by a signature that
+    does not depend on names, and only processes with equal signatures are permuted."""
+    names = list(k.mms)
+    if len(names) <= 1:
         return [names]
-    if len(kids) <= 3:
-        return [head + list(p) for p in itertools.permutations(kids)]
-    return [head + sorted(kids, key=lambda n: _signature(k.mms[n]))]
+    sig = {n: _signature(k.mms[n]) for n in names}
+    names.sort(key=sig.__getitem__)
+    groups: list[list[str]] = []
+    for n in names:
+        if groups and sig[groups[-1][0]] == sig[n]:
+            groups[-1].append(n)
+        else:
+            groups.append([n])
+    if all(len(g) == 1 for g in groups):
+        return [names]
+    out: list[list[str]] = []
+    for combo in itertools.product(*(itertools.permutations(g) for g in groups)):
+        out.append([n for g in combo for n in g])
+        if len(out) >= 24:  # more ties than that: not fully canonical, still sound
+            break
+    return out
+
+
+_KIND = {Pte: 0, SwapPte: 1, MigrationPte: 2, DeviceExclusivePte: 3}
 
 
 def _signature(mm: MM) -> tuple[int, ...]:
+    """What a process looks like without names: its VMAs, and its entries' kinds and bits
+    and the counts of the pages they map."""
     out = [len(mm.vmas), len(mm.ptes), len(mm.pmds), int(mm.has_pinned)]
+    for v in mm.vmas:
+        out.extend((v.start, v.npages, v.flags, v.anon_vma))
+    for b in sorted(mm.pmds):
+        p = mm.pmds[b]
+        f = p.folio
+        out.extend((b, p.write, p.dirty, f.refcount, f.entire_mapcount))
     for vpn in sorted(mm.ptes):
         e = mm.ptes[vpn]
-        out.append(vpn)
-        out.append(type(e).__name__.__len__())
-        if type(e) is Pte:
-            out.append(e.write * 2 + e.dirty)
+        t = type(e)
+        out.extend((vpn, _KIND.get(t, 9)))
+        if t is Pte:
+            f = e.page.folio  # type: ignore[union-attr]
+            out.extend((e.write, e.dirty, e.special, e.page.mapcount, f.refcount))  # type: ignore[union-attr]
+        elif t is SwapPte:
+            out.append(e.exclusive)  # type: ignore[union-attr]
     return tuple(out)
+
+
+def _generic(obj: object, names: tuple[str, ...], out: list[int]) -> None:
+    """Unknown fields of the model that hold immutable values, by their hash."""
+    for n in names:
+        v = getattr(obj, n, None)
+        if v.__class__ not in (int, bool, str, type(None), float, frozenset, tuple):
+            raise TypeError(f"explore: {type(obj).__name__}.{n} holds a "
+                            f"{type(v).__name__}; teach anonex.explore.canon to encode it")
+        out.append(hash(v) & 0x7FFFFFFF)
 
 
 def key(k: Kernel, oracle: Oracle, lay: Layout) -> bytes:
@@ -141,6 +227,9 @@ def encode(k: Kernel, oracle: Oracle, lay: Layout, order: Sequence[str]) -> list
     tags: dict[str, int] = {"": 0}
     sidx: dict[int, int] = {}
     swap = k.swap
+    x = lay.extra
+    x_folio, x_page, x_mm = x.get("Folio", ()), x.get("Page", ()), x.get("MM", ())
+    x_vma, x_kernel = x.get("VMA", ()), x.get("Kernel", ())
     out: list[int] = []
     ap = out.append
     ext = out.extend
@@ -180,23 +269,37 @@ def encode(k: Kernel, oracle: Oracle, lay: Layout, order: Sequence[str]) -> list
         ap(len(vmas))
         for v in vmas:
             ext((v.start - base, v.npages, v.flags, v.anon_vma))
+            ra = getattr(v, "ra", None)  # swap readahead: (last fault, window, hits)
+            if ra is not None:
+                ext(ra)
+            if x_vma:
+                _generic(v, x_vma, out)
         ap(mm.has_pinned)
+        if x_mm:
+            _generic(mm, x_mm, out)
         pmds = mm.pmds
         ap(len(pmds))
-        for b in sorted(pmds):
-            p = pmds[b]
-            ext((b - base, fid(p.folio), p.write, p.dirty))
+        if pmds:
+            for b in sorted(pmds):
+                p = pmds[b]
+                ext((b - base, fid(p.folio), p.write, p.dirty))
         pt = mm.ptes
         ap(len(pt))
+        get = pt.get
         for vpn in vpns:
-            e = pt.get(vpn)
+            e: Any = get(vpn)
             if e is None:
                 ap(-1)
                 continue
             t = e.__class__
             if t is Pte:
                 pg = e.page
-                ext((0, fid(pg.folio), pg.index, e.write, e.dirty, e.special))
+                f = pg.folio
+                i = fidx.get(id(f))
+                if i is None:
+                    i = fidx[id(f)] = len(folios)
+                    folios.append(f)
+                ext((0, i, pg.index, e.write, e.dirty, e.special))
             elif t is SwapPte:
                 ap(1)
                 slot(e.slot)
@@ -213,6 +316,8 @@ def encode(k: Kernel, oracle: Oracle, lay: Layout, order: Sequence[str]) -> list
     # pipes and pins
     for table, is_pin in ((k.pipes, False), (k.pins, True)):
         ap(len(table))
+        if not table:
+            continue
         for hname in sorted(table):
             h = table[hname]
             ap(handles.index(hname))
@@ -226,10 +331,11 @@ def encode(k: Kernel, oracle: Oracle, lay: Layout, order: Sequence[str]) -> list
                 pg = r.page
                 ext((fid(pg.folio), pg.index, pidx.get(r.mm, -1), r.vpn - base))
     # the swap device: slots held only by the swap cache, then KSM registration
-    for s in sorted(swap):
-        c = swap[s].cache
-        if c is not None:
-            fid(c)
+    if swap:
+        for s in sorted(swap):
+            c = swap[s].cache
+            if c is not None:
+                fid(c)
     ap(len(swap))
     if lay.ksm or k.ksm_mms:
         ksm = [pidx[n] for n in k.ksm_mms if n in pidx]
@@ -238,6 +344,9 @@ def encode(k: Kernel, oracle: Oracle, lay: Layout, order: Sequence[str]) -> list
         mms_order = [pidx[n] for n in k.mms]
         ext(mms_order)
     ap(k.ksm_use_zero_pages)
+    ap(getattr(k, "thp_use_zero_page", False))
+    if x_kernel:
+        _generic(k, x_kernel, out)
     # folios, in order of first sight (the list grows while it is walked: swap caches)
     zp = k.zero_folio.pages[0]
     ext((zp.flags, zp.mapcount, tag(zp.data), k.zero_folio.refcount))
@@ -246,14 +355,24 @@ def encode(k: Kernel, oracle: Oracle, lay: Layout, order: Sequence[str]) -> list
         f = folios[i]
         i += 1
         ext((f.order, f.refcount, f.pincount, f.entire_mapcount, f.large_mapcount, f.anon,
-             f.ksm, f.hugetlb, f.zero, f.freed))
+             f.ksm, f.hugetlb, f.zero, f.freed, getattr(f, "mm_shared", False)))
+        if x_folio:
+            _generic(f, x_folio, out)
         pages = f.pages
         if len(pages) == 1:
-            p = pages[0]
-            ext((p.flags, p.mapcount, tag(p.data)))
+            pg = pages[0]
+            d = pg.data
+            tg = tags.get(d)
+            if tg is None:
+                tg = tags[d] = len(tags)
+            ext((pg.flags, pg.mapcount, tg))
+            if x_page:
+                _generic(pg, x_page, out)
         else:
-            for p in pages[:explicit]:
-                ext((p.flags, p.mapcount, tag(p.data)))
+            for pg in pages[:explicit]:
+                ext((pg.flags, pg.mapcount, tag(pg.data)))
+                if x_page:
+                    _generic(pg, x_page, out)
             mc = f.mm_counts
             if mc:
                 counts = sorted((pidx.get(n, -1), c) for n, c in mc.items())
@@ -281,23 +400,31 @@ def encode(k: Kernel, oracle: Oracle, lay: Layout, order: Sequence[str]) -> list
         ext((sl.count, len(sl.data)))
         ext([tag(d) for d in sl.data])
     # the oracle: each process's memory, what pipes may show, where pins point
-    mem = oracle.mem
+    mem_get = oracle.mem.get
     for name in order:
         for vpn in vpns:
-            t_ = mem.get((name, vpn))
-            ap(-1 if t_ is None else tag(t_))
+            t_ = mem_get((name, vpn))
+            if t_ is None:
+                ap(-1)
+            else:
+                tg = tags.get(t_)
+                if tg is None:
+                    tg = tags[t_] = len(tags)
+                ap(tg)
     for otable, is_pin in ((oracle.pipes, False), (oracle.pins, True)):
         ap(len(otable))
+        if not otable:
+            continue
         for hname in sorted(otable):
             refs = otable[hname]
             ext((handles.index(hname), len(refs)))
-            for r in refs:
-                if r.attached:
-                    ext((1, pidx.get(r.mm, -1), r.vpn - base))
+            for oref in refs:
+                if oref.attached:
+                    ext((1, pidx.get(oref.mm, -1), oref.vpn - base))
                 else:
                     ap(0)
                 if not is_pin:
-                    acc = sorted(tag(x) for x in sorted(r.accepted))
+                    acc = sorted(tag(x) for x in sorted(oref.accepted))
                     ap(len(acc))
                     ext(acc)
     return out

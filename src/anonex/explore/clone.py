@@ -17,6 +17,7 @@ import copy
 from collections.abc import Callable
 from typing import Any
 
+from anonex.kernel.flags import Layout as FlagLayout
 from anonex.kernel.folio import Folio, Page
 from anonex.kernel.oracle import Oracle, _Ref
 from anonex.kernel.pgtable import DeviceExclusivePte, MigrationPte, Pmd, Pte, SwapPte
@@ -27,26 +28,29 @@ from anonex.versions import KernelVersion
 Memo = dict[int, Any]
 Cloner = Callable[[Any, Memo], Any]
 
-# Values shared between copies: immutable, or (Rules, KernelVersion) never mutated.
+# Values shared between copies: immutable, or never mutated (the version, its rules, the
+# era's page-flag layout).
 ATOMIC: frozenset[type] = frozenset({int, bool, str, float, type(None), frozenset, bytes,
-                                     KernelVersion, Rules})
+                                     KernelVersion, Rules, FlagLayout})
 
-# Field kinds: "a" atom (shared), "o" object or None (cloned through the memo), "lo" list
-# of objects, "do" dict of atom -> object, "dlo" dict of atom -> list of objects, "la" list
-# of atoms, "sa" set of atoms, "da" dict of atoms -> atoms, "pages" a folio's own pages.
+# Field kinds: "a" atom (shared), "o" object or None (cloned through the memo), "page" a
+# page (copied with its folio), "lo" list of objects, "do" dict of atom -> object, "dlo"
+# dict of atom -> list of objects, "la" list of atoms, "sa" set of atoms, "da" dict of
+# atoms -> atoms, "pages" a folio's own pages.
 FIELDS: dict[type, dict[str, str]] = {
     Page: {"folio": "o", "index": "a", "flags": "a", "mapcount": "a", "data": "a"},
     Folio: {"pfn": "a", "order": "a", "pages": "pages", "refcount": "a", "pincount": "a",
             "entire_mapcount": "a", "large_mapcount": "a", "anon": "a", "ksm": "a",
-            "hugetlb": "a", "zero": "a", "freed": "a", "swap": "a", "mm_counts": "da"},
-    Pte: {"page": "o", "write": "a", "dirty": "a", "special": "a"},
+            "hugetlb": "a", "zero": "a", "freed": "a", "swap": "a", "mm_counts": "da",
+            "layout": "a", "mm_shared": "a"},
+    Pte: {"page": "page", "write": "a", "dirty": "a", "special": "a"},
     SwapPte: {"slot": "a", "exclusive": "a"},
-    MigrationPte: {"page": "o", "kind": "a"},
-    DeviceExclusivePte: {"page": "o"},
+    MigrationPte: {"page": "page", "kind": "a"},
+    DeviceExclusivePte: {"page": "page"},
     Pmd: {"folio": "o", "write": "a", "dirty": "a"},
-    VMA: {"start": "a", "npages": "a", "flags": "a", "anon_vma": "a"},
+    VMA: {"start": "a", "npages": "a", "flags": "a", "anon_vma": "a", "ra": "a"},
     MM: {"name": "a", "vmas": "lo", "ptes": "do", "has_pinned": "a", "pmds": "do"},
-    PageRef: {"page": "o", "mm": "a", "vpn": "a"},
+    PageRef: {"page": "page", "mm": "a", "vpn": "a"},
     Pipe: {"refs": "lo", "holders": "sa"},
     Pin: {"refs": "lo", "holders": "sa", "gup_flags": "a"},
     SwapSlot: {"data": "la", "count": "a", "cache": "o"},
@@ -54,7 +58,8 @@ FIELDS: dict[type, dict[str, str]] = {
     Kernel: {"version": "a", "rules": "a", "mms": "do", "next_pfn": "a", "zero_folio": "o",
              "pipes": "do", "pins": "do", "swap": "do", "next_slot": "a", "regions": "da",
              "freed": "lo", "nr_faults": "a", "ksm_mms": "la", "ksm_use_zero_pages": "a",
-             "mthp_orders": "a"},
+             "mthp_orders": "a", "layout": "a", "injected": "sa", "_huge_zero": "o",
+             "thp_use_zero_page": "a"},
     Oracle: {"mem": "da", "pipes": "dlo", "pins": "dlo"},
 }
 
@@ -114,12 +119,24 @@ def _field_code(name: str, kind: str, src: str, dst: str) -> list[str]:
                 "else:",
                 "    x = _memo_get(_id(v))",
                 f"    {put}x if x is not None else _D(v.__class__, _C)(v, memo)"]
+    if kind == "page":
+        return [f"v = {get}",
+                "if v.__class__ is _Page:",
+                "    f = v.folio",
+                "    nf = _memo_get(_id(f))",
+                "    if nf is None:",
+                "        nf = _clone_folio(f, memo)",
+                f"    {put}nf.pages[v.index]",
+                "else:",
+                f"    {put}_C(v, memo)"]
+    # model objects are never false, so "memo hit or clone" is an 'or'
+    one = "(_memo_get(_id(x)) or _D(x.__class__, _C)(x, memo))"
     if kind == "lo":
-        return [f"{put}[_C(x, memo) for x in {get}]"]
+        return [f"{put}[{one} for x in {get}]"]
     if kind == "do":
-        return [f"{put}{{a: _C(b, memo) for a, b in {get}.items()}}"]
+        return [f"{put}{{a: {one} for a, x in {get}.items()}}"]
     if kind == "dlo":
-        return [f"{put}{{a: [_C(x, memo) for x in b] for a, b in {get}.items()}}"]
+        return [f"{put}{{a: [{one} for x in b] for a, b in {get}.items()}}"]
     if kind == "la":
         return [put + f"list({get})"]
     if kind == "sa":
@@ -141,7 +158,9 @@ def _gen_slots(cls: type, fields: dict[str, str]) -> Cloner:
             continue
         if kind == "pages":
             page_fields = FIELDS[Page]
-            body = ["q = _new(_Page)", "memo[_id(p)] = q", "q.folio = n"]
+            # pages are not entered in the memo: a reference to a page is resolved as
+            # page <index> of the copied folio (see _clone_page)
+            body = ["q = _new(_Page)", "q.folio = n"]
             for pn in _slots(Page):
                 if pn == "folio":
                     continue
@@ -168,20 +187,28 @@ def _gen_dict(cls: type, fields: dict[str, str]) -> Cloner:
              "    memo[_id(o)] = n",
              "    od = o.__dict__",
              "    nd = n.__dict__",
-             "    for a, b in od.items():",
-             "        if a not in _KNOWN:",
-             "            nd[a] = _C(b, memo)"]
+             "    nd.update(od)  # the atoms; the rest is replaced below",
+             "    extra = od.keys() - _KNOWN",
+             "    for a in extra:",
+             "        nd[a] = _C(od[a], memo)"]
     for name, kind in fields.items():
+        if kind == "a":
+            continue
         lines.append(f"    if {name!r} in od:")
         lines.extend("        " + ln for ln in _field_code(name, kind, "od", "nd"))
     lines.append("    return n")
     return _compile(cls, lines, known=frozenset(fields))
 
 
+def _folio_cloner(f: Folio, memo: Memo) -> Folio:
+    out: Folio = _DISPATCH[Folio](f, memo)
+    return out
+
+
 def _compile(cls: type, lines: list[str], known: frozenset[str] = frozenset()) -> Cloner:
     env: dict[str, Any] = {"_new": object.__new__, "_cls": cls, "_Page": Page, "_id": id,
                            "_C": clone_any, "_D": _DISPATCH.get, "_ATOMIC": ATOMIC,
-                           "_KNOWN": known}
+                           "_KNOWN": known, "_clone_folio": _folio_cloner}
     exec("\n".join(lines), env)  # generated code: one assignment per field
     fn: Cloner = env[f"_clone_{cls.__name__}"]
     return fn
@@ -190,8 +217,21 @@ def _compile(cls: type, lines: list[str], known: frozenset[str] = frozenset()) -
 for _cls, _fields in FIELDS.items():
     if "__dict__" in dir(_cls) and not _slots(_cls):
         _DISPATCH[_cls] = _gen_dict(_cls, _fields)
-    else:
+    elif _cls is not Page:
         _DISPATCH[_cls] = _gen_slots(_cls, _fields)
+
+
+def _clone_page(p: Page, memo: Memo) -> Page:
+    """A page is copied with its folio (which copies all its pages)."""
+    f = p.folio
+    nf = memo.get(id(f))
+    if nf is None:
+        nf = _DISPATCH[Folio](f, memo)
+    out: Page = nf.pages[p.index]
+    return out
+
+
+_DISPATCH[Page] = _clone_page
 
 
 def clone(obj: Any) -> Any:

@@ -55,6 +55,8 @@ class Layout:
     policy: dict[str, Policy] = field(default_factory=dict, compare=False)
     #: the bit PG_anon_exclusive uses (-1 if this layout has none)
     anon_exclusive: int = field(default=-1, compare=False)
+    #: ``PAGE_FLAGS_CHECK_AT_PREP``: free_pages_prepare() clears all these bits
+    prep_mask: int = field(default=0, compare=False)
 
     def __post_init__(self) -> None:
         for name, b, pol in self.flags:
@@ -64,11 +66,7 @@ class Layout:
             self.bit[alias] = self.bit[base]
             self.policy[alias] = pol
         object.__setattr__(self, "anon_exclusive", self.bit.get("anon_exclusive", -1))
-
-    @property
-    def prep_mask(self) -> int:
-        """``PAGE_FLAGS_CHECK_AT_PREP``: free_pages_prepare() clears all these bits."""
-        return (1 << (max(b for _, b, _ in self.flags) + 1)) - 1
+        object.__setattr__(self, "prep_mask", (1 << (max(b for _, b, _ in self.flags) + 1)) - 1)
 
 
 _A, _H, _NT, _NC, _S = (Policy.PF_ANY, Policy.PF_HEAD, Policy.PF_NO_TAIL, Policy.PF_NO_COMPOUND,

@@ -67,9 +67,11 @@ def check(k: Kernel) -> list[str]:
                 s = k.swap.get(e.slot)
                 if s is None:
                     out.append(f"{mm.name}: swap entry {e.slot} has no slot")
-                elif s.cache is not None and s.cache.anon and _excl(s.cache.pages[0]):
-                    out.append(f"swap sanity broken: swap entry of {mm.name} leads to "
-                               f"exclusive swap-cache {s.cache.pages[0].name}")
+                elif s.cache is not None and s.cache.anon and s.cache.swap is not None:
+                    page = s.cache.pages[e.slot - s.cache.swap]  # the slot's own page
+                    if _excl(page):
+                        out.append(f"swap sanity broken: swap entry of {mm.name} leads to "
+                                   f"exclusive swap-cache {page.name}")
     for pin in k.pins.values():
         for r in pin.refs:
             f = r.page.folio

@@ -1,0 +1,122 @@
+"""Where the checkers remember the states they have seen.
+
+:class:`StateStore` keeps every canonical key (``bytes``, a few hundred bytes each) in a
+set: exact. :class:`FingerprintStore` keeps a 64-bit fingerprint per state: recent ones in a
+set, the rest merged into a sorted ``numpy.uint64`` array (8 bytes a state, searched by
+bisection); two different states share a fingerprint with probability ~n²/2⁶⁵ (one in 10⁸
+for a million states). Both report the bytes they use per stored state.
+
+Fingerprints are ``hash()`` of the key: randomised per interpreter, but the same in every
+worker of one search (workers are forked).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    import numpy as np
+
+_MASK = (1 << 64) - 1
+
+
+class Store(Protocol):
+    """A set of explored states."""
+
+    def __contains__(self, key: bytes) -> bool: ...
+
+    def add(self, key: bytes) -> None: ...
+
+    def __len__(self) -> int: ...
+
+    def compact(self) -> None:
+        """Reorganise for lookups (between BFS levels)."""
+
+    def bytes_per_state(self) -> float: ...
+
+
+class StateStore:
+    """Whole canonical keys in a set."""
+
+    def __init__(self) -> None:
+        self._set: set[bytes] = set()
+        self._payload = 0
+
+    def __contains__(self, key: bytes) -> bool:
+        return key in self._set
+
+    def add(self, key: bytes) -> None:
+        if key not in self._set:
+            self._set.add(key)
+            self._payload += sys.getsizeof(key)
+
+    def __len__(self) -> int:
+        return len(self._set)
+
+    def compact(self) -> None:
+        pass
+
+    def bytes_per_state(self) -> float:
+        n = len(self._set)
+        return (sys.getsizeof(self._set) + self._payload) / n if n else 0.0
+
+
+class FingerprintStore:
+    """64-bit fingerprints: a set for recent ones, a sorted array for the rest."""
+
+    def __init__(self, flush_at: int = 1 << 20) -> None:
+        import numpy as np
+
+        self._np = np
+        self._recent: set[int] = set()
+        self._sorted: np.ndarray[tuple[int], np.dtype[np.uint64]] = np.zeros(0, dtype=np.uint64)
+        self._flush_at = flush_at
+
+    @staticmethod
+    def fingerprint(key: bytes) -> int:
+        return hash(key) & _MASK
+
+    def __contains__(self, key: bytes) -> bool:
+        fp = hash(key) & _MASK
+        if fp in self._recent:
+            return True
+        arr = self._sorted
+        if not len(arr):
+            return False
+        i = int(self._np.searchsorted(arr, self._np.uint64(fp)))
+        return i < len(arr) and int(arr[i]) == fp
+
+    def add(self, key: bytes) -> None:
+        if key in self:
+            return
+        self._recent.add(hash(key) & _MASK)
+        if len(self._recent) >= self._flush_at:
+            self.compact()
+
+    def __len__(self) -> int:
+        return len(self._sorted) + len(self._recent)
+
+    def compact(self) -> None:
+        if self._recent:
+            np = self._np
+            new = np.fromiter(self._recent, dtype=np.uint64, count=len(self._recent))
+            self._sorted = np.union1d(self._sorted, new)
+            self._recent = set()
+
+    def fingerprints(self) -> list[int]:
+        """Every fingerprint stored."""
+        self.compact()
+        return [int(x) for x in self._sorted]
+
+    def bytes_per_state(self) -> float:
+        n = len(self)
+        if not n:
+            return 0.0
+        recent = sys.getsizeof(self._recent) + 32 * len(self._recent)
+        return (self._sorted.nbytes + recent) / n
+
+
+def make_store(fingerprints: bool) -> StateStore | FingerprintStore:
+    """The store a search uses."""
+    return FingerprintStore() if fingerprints else StateStore()

@@ -1,0 +1,151 @@
+"""The explorer's state: copies, the canonical key, symmetry, and how they follow the model.
+
+The key merges states; merging two states that behave differently would make the search
+unsound. The tests here check, on every state of small bounds reached by many paths, that
+states with one key have the same successors (keys and findings): a one-step
+bisimulation, independent of how the key is built.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import pytest
+
+from anonex.explore import canon, clone
+from anonex.explore.space import Action, Bounds
+from anonex.explore.world import Space, World
+from anonex.kernel.codec import encode
+from anonex.kernel.pgtable import Pte
+from anonex.versions import KernelVersion
+
+V = KernelVersion.parse
+
+
+def _space(version: str = "6.18", **b: object) -> Space:
+    return Space(Bounds(**b), V(version))  # type: ignore[arg-type]
+
+
+def _run(space: Space, path: list[Action]) -> World:
+    w = space.initial()
+    for a in path:
+        o = space.step(w, a)
+        assert o is not None, a
+        w = o.world
+    return w
+
+
+def test_the_copy_table_and_the_key_know_every_field_of_the_model() -> None:
+    # a field the model gains is copied generically (correct, slower) and must be
+    # added to the key (canon.ENCODED/IGNORED) by whoever adds it
+    assert clone.unknown_fields() == {}
+    assert canon.unknown_fields() == {}
+
+
+def test_a_copy_is_independent_and_keeps_its_key() -> None:
+    space = _space("5.9", procs=2)
+    w = _run(space, [("write", "P0", "A", 0, "a"), ("fork", "P0", "", -1, "P1"),
+                     ("vmsplice", "P1", "A", 0, "pipe"), ("pin", "P0", "A", 0,
+                                                          "buf longterm rw")])
+    before, codec_before = space.key(w), encode(w.k)
+    c = w.copy()
+    assert space.key(c) == before and encode(c.k) == codec_before
+    for a in space.actions(w):  # every action, run on a copy, leaves the original alone
+        space.run(w.copy(), a)
+    assert space.key(w) == before and encode(w.k) == codec_before
+
+
+def test_symmetric_states_share_a_key() -> None:
+    space = _space(procs=3)
+    fork2 = [("fork", "P0", "", -1, "P1"), ("fork", "P0", "", -1, "P2")]
+    a = _run(space, [*fork2, ("write", "P1", "A", 0, "a")])
+    b = _run(space, [*fork2, ("write", "P2", "A", 0, "b")])  # other child, other tag
+    assert space.key(a) == space.key(b)
+    # before any page exists the parent is like its children
+    assert space.key(_run(space, [*fork2, ("write", "P0", "A", 0, "a")])) == space.key(a)
+    c = _run(space, [*fork2, ("write", "P1", "A", 0, "a"), ("write", "P2", "A", 0, "a")])
+    assert space.key(c) != space.key(a)
+    # P0 too is interchangeable: a lone child behaves like a lone P0
+    lone = _run(space, [("fork", "P0", "", -1, "P1"), ("exit", "P0", "", -1, "")])
+    assert space.key(lone) == space.key(space.initial())
+
+
+def _classes(space: Space, depth: int) -> dict[bytes, list[World]]:
+    """Every state within *depth*, reached by every path (up to 4 per key)."""
+    out: dict[bytes, list[World]] = defaultdict(list)
+    frontier = [space.initial()]
+    for _ in range(depth):
+        nxt = []
+        for w in frontier:
+            for a in space.actions(w):
+                o = space.step(w, a)
+                if o is None or o.crashed or o.findings or space.check(o.world):
+                    continue
+                group = out[space.key(o.world)]
+                if len(group) < 4:
+                    group.append(o.world)
+                    nxt.append(o.world)
+        frontier = nxt
+    return out
+
+
+def _successors(space: Space, w: World) -> set[tuple[bytes, frozenset[str]]]:
+    out = set()
+    for a in space.actions(w):
+        o = space.step(w, a)
+        if o is None:
+            continue
+        props = {p for p, _ in o.findings}
+        if not o.crashed:
+            props |= {p for p, _ in space.check(o.world, o.checked)}
+        out.add((b"" if o.crashed else space.key(o.world), frozenset(props)))
+    return out
+
+
+@pytest.mark.parametrize("version,kinds,depth,procs", [
+    ("5.9", ("anon",), 4, 2), ("6.18", ("anon",), 3, 3), ("6.18", ("hugetlb",), 3, 2),
+    ("6.18", ("thp",), 2, 2), ("5.7", ("anon", "hugetlb"), 2, 2)])
+def test_states_with_one_key_have_the_same_successors(version: str, kinds: tuple[str, ...],
+                                                     depth: int, procs: int) -> None:
+    space = _space(version, kinds=kinds, procs=procs)
+    classes = _classes(space, depth)
+    merged = [ws for ws in classes.values() if len(ws) > 1]
+    assert len(merged) > 20  # the key does merge states reached along different paths
+    for ws in merged:
+        first = _successors(space, ws[0])
+        for w in ws[1:]:
+            assert _successors(space, w) == first
+
+
+@pytest.mark.parametrize("kinds", [("thp",), ("hugetlb",)])
+def test_pages_past_the_explored_ones_stay_alike(kinds: tuple[str, ...]) -> None:
+    """The key encodes the first pages of a large folio and lets the next one stand for
+    the rest: every generated step treats those alike."""
+    space = _space("6.18", kinds=kinds, ops=("write", "fork", "exit", "munmap", "mprotect",
+                                             "pageout", "vmsplice", "pin", "pin-ro",
+                                             "unpin", "split", "dontneed"))
+    n = space.layout.explicit
+    base = space.regions[0].base
+    checked = 0
+    for ws in _classes(space, 3).values():
+        for w in ws:
+            for mm in w.k.mms.values():
+                rep = mm.ptes.get(base + n - 1)
+                for i in range(n, 512):
+                    e = mm.ptes.get(base + i)
+                    assert type(e) is type(rep)
+                    if isinstance(e, Pte) and isinstance(rep, Pte):
+                        p, q = e.page, rep.page
+                        assert (e.write, e.dirty, e.special, p.folio.order, p.flags,
+                                p.mapcount, p.data) == \
+                            (rep.write, rep.dirty, rep.special, q.folio.order, q.flags,
+                             q.mapcount, q.data)
+                        if p.folio is q.folio and p.folio.order > 0:
+                            assert p.index - i == q.index - n + 1
+                for f in {id(p.folio): p.folio for p in mm.pmds.values()}.values():
+                    ref = f.pages[n - 1]
+                    for p in f.pages[n:]:
+                        assert (p.flags, p.mapcount, p.data) == \
+                            (ref.flags, ref.mapcount, ref.data)
+                        checked += 1
+    assert checked > 1000
