@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from anonex.kernel.backend import ModelBackend
+from anonex.live import available
+from anonex.live.backend import LiveBackend
 from anonex.scenario.parser import parse
 from anonex.scenario.runner import Trace, run
 from anonex.versions import KernelVersion
@@ -25,3 +29,22 @@ def spec_dir() -> Path:
     if not SPEC.is_dir():
         pytest.skip(f"the shared scenario examples are not at {SPEC}")
     return SPEC
+
+
+@pytest.fixture
+def live() -> None:
+    """Skip without the live kernel (root, /proc/kpageflags), with the reason; fail instead
+    when ANONEX_REQUIRE_LIVE=1 (CI)."""
+    ok, why = available()
+    if not ok:
+        if os.environ.get("ANONEX_REQUIRE_LIVE") == "1":
+            pytest.fail(f"ANONEX_REQUIRE_LIVE=1 but the live kernel is not available: {why}")
+        pytest.skip(f"live kernel not available: {why}")
+
+
+@pytest.fixture
+def backend(live: None) -> Iterator[LiveBackend]:
+    """A live backend, finished after the test whatever happens."""
+    be = LiveBackend()
+    yield be
+    be.finish()

@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,22 +40,6 @@ PREDICTIONS = sorted((LIBRARY / "predictions").glob("*.cow"))
 DISAGREEMENTS = sorted(FINDINGS.glob("*.cow"))
 LIBRARY_FILES = sorted(p for p in LIBRARY.rglob("*.cow") if "disagreements" not in p.parts)
 PAGE = 4096
-
-
-@pytest.fixture
-def live() -> None:
-    ok, why = available()
-    if not ok:
-        if os.environ.get("ANONEX_REQUIRE_LIVE") == "1":
-            pytest.fail(f"ANONEX_REQUIRE_LIVE=1 but the live kernel is not available: {why}")
-        pytest.skip(f"live kernel not available: {why}")
-
-
-@pytest.fixture
-def backend(live: None) -> Iterator[LiveBackend]:
-    be = LiveBackend()
-    yield be
-    be.finish()
 
 
 def _gone(pid: int) -> bool:

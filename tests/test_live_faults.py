@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from anonex.live import available, machine
+from anonex.live import machine
 from anonex.live.backend import LiveBackend
 from anonex.scenario.ast import Step
 from anonex.scenario.parser import parse
@@ -45,15 +45,6 @@ P0: write M "m"
 P0: fork P1
 """
 BREAK = 'P1: write M[3] "c"\nP0: read S[0] -> v\n'
-
-
-@pytest.fixture
-def live() -> None:
-    ok, why = available()
-    if not ok:
-        if os.environ.get("ANONEX_REQUIRE_LIVE") == "1":
-            pytest.fail(f"ANONEX_REQUIRE_LIVE=1 but the live kernel is not available: {why}")
-        pytest.skip(f"live kernel not available: {why}")
 
 
 def system() -> dict[str, Any]:

@@ -7,11 +7,10 @@ says no, and fail instead when ``ANONEX_REQUIRE_LIVE=1``.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 
 import pytest
 
-from anonex.live import available, machine, safety
+from anonex.live import machine, safety
 from anonex.live.backend import LiveBackend
 from anonex.live.observe import Observer
 from anonex.observation import PageObs, StepResult
@@ -20,22 +19,6 @@ from anonex.scenario.parser import parse
 from anonex.scenario.runner import run
 
 THP = machine.THP
-
-
-@pytest.fixture
-def live() -> None:
-    ok, why = available()
-    if not ok:
-        if os.environ.get("ANONEX_REQUIRE_LIVE") == "1":
-            pytest.fail(f"ANONEX_REQUIRE_LIVE=1 but the live kernel is not available: {why}")
-        pytest.skip(f"live kernel not available: {why}")
-
-
-@pytest.fixture
-def backend(live: None) -> Iterator[LiveBackend]:
-    be = LiveBackend()
-    yield be
-    be.finish()
 
 
 def _scen(text: str) -> Scenario:
