@@ -105,7 +105,7 @@ class ModelBackend:
 
     def step(self, st: ast.Step) -> StepResult:
         try:
-            res = self._dispatch(st)
+            res = self.apply(st)
         except Segfault as e:
             return StepResult(error=str(e))
         except KernelBug as e:
