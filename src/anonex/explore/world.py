@@ -237,7 +237,7 @@ class Space:
         be = w2.be
         st = to_step(a)
         try:
-            res = be._dispatch(st)
+            res = be.apply(st)
         except (Segfault, Unsupported, NotImplementedError):
             return None
         except KernelBug as e:

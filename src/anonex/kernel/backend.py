@@ -244,7 +244,10 @@ class ModelBackend:
     def _gup(self, mm: MM, vpns: list[int], flags: int) -> list[Any]:
         return get_user_pages(self.k, mm, vpns, flags)
 
-    def _dispatch(self, st: ast.Step) -> StepResult:
+    def apply(self, st: ast.Step) -> StepResult:
+        """Do one step on the kernel, without the invariant checks :meth:`step` adds (the
+        explorer checks states itself). Raises :class:`Segfault` (the step is refused),
+        :class:`KernelBug` and :class:`Unsupported`."""
         k = self.k
         op = st.op
         r = k.rules
