@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from anonex.kernel import flags as pf
 from anonex.kernel.errors import KernelBug
+from anonex.kernel.folio import Folio
 from anonex.kernel.pgtable import Pmd
 from anonex.kernel.rmap import (
     EBUSY,
@@ -23,17 +24,15 @@ from anonex.kernel.rmap import (
 from anonex.kernel.state import HPAGE_PMD_ORDER, MM, VM_WRITE, VMA, Kernel, is_cow_mapping
 
 
-def alloc_hugetlb_folio(k: Kernel) -> object:
+def alloc_hugetlb_folio(k: Kernel) -> Folio:
+    """``alloc_hugetlb_folio()``: a new 2 MiB hugetlb folio from the pool."""
     f = k.alloc_folio(HPAGE_PMD_ORDER)
     f.hugetlb = True
     return f
 
 
-def hugetlb_add_new_anon_rmap(k: Kernel, folio: object) -> None:
+def hugetlb_add_new_anon_rmap(k: Kernel, folio: Folio) -> None:
     """``hugetlb_add_new_anon_rmap()``: anon, mapped once, head exclusive (5.19+)."""
-    from anonex.kernel.folio import Folio
-
-    assert isinstance(folio, Folio)
     folio.anon = True
     folio.entire_mapcount = 1
     folio.large_mapcount = 1
@@ -44,11 +43,8 @@ def hugetlb_add_new_anon_rmap(k: Kernel, folio: object) -> None:
 def hugetlb_no_page(k: Kernel, mm: MM, vma: VMA, base: int, write: bool) -> str:
     """``hugetlb_no_page()`` for a private mapping: a new exclusive page, mapped read-only
     unless this is a write fault (then ``hugetlb_wp`` reuses it at once)."""
-    from anonex.kernel.folio import Folio
-
     vma.anon_vma = True
     folio = alloc_hugetlb_folio(k)
-    assert isinstance(folio, Folio)
     hugetlb_add_new_anon_rmap(k, folio)
     pmd = Pmd(folio, write=False, dirty=False)
     mm.pmds[base] = pmd
@@ -74,10 +70,7 @@ def hugetlb_wp(k: Kernel, mm: MM, vma: VMA, base: int, unshare: bool) -> str:
     if k.rules.anon_exclusive and old.anon and pf.PageAnonExclusive(head):
         raise KernelBug("VM_BUG_ON(folio_test_anon(old_folio) && PageAnonExclusive(old_page))"
                         " in hugetlb_wp", head.name)
-    from anonex.kernel.folio import Folio
-
     new = alloc_hugetlb_folio(k)
-    assert isinstance(new, Folio)
     for src, dst in zip(old.pages, new.pages, strict=True):
         dst.data = src.data
     hugetlb_add_new_anon_rmap(k, new)
@@ -92,10 +85,7 @@ def copy_hugetlb_pmd(k: Kernel, src: MM, dst: MM, vma: VMA, base: int, pmd: Pmd)
     """``copy_hugetlb_page_range()`` for one huge PTE."""
     folio = pmd.folio
     if folio.anon and hugetlb_try_dup_anon_rmap(k, folio, src) == EBUSY:
-        from anonex.kernel.folio import Folio
-
         new = alloc_hugetlb_folio(k)
-        assert isinstance(new, Folio)
         for s, d in zip(folio.pages, new.pages, strict=True):
             d.data = s.data
         hugetlb_add_new_anon_rmap(k, new)

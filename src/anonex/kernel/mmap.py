@@ -18,7 +18,6 @@ from anonex.kernel.state import (
     MM,
     VM_MAYREAD,
     VM_MAYWRITE,
-    VM_NOHUGEPAGE,
     VM_READ,
     VM_WRITE,
     VMA,
@@ -163,6 +162,3 @@ def split_huge_pmds_at_edges(k: Kernel, mm: MM, start: int, end: int) -> None:
                 raise Segfault("EINVAL: partial operation on a hugetlb page")
             split_huge_pmd(k, mm, base)
 
-
-__all__ = ["VM_NOHUGEPAGE", "exit_mmap", "mmap_anon", "mremap", "munmap", "split_range",
-           "zap_entry", "zap_range"]

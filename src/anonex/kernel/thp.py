@@ -18,11 +18,11 @@ from __future__ import annotations
 
 from anonex.kernel import flags as pf
 from anonex.kernel.errors import KernelBug
+from anonex.kernel.folio import Folio
 from anonex.kernel.pgtable import Pmd, Pte
 from anonex.kernel.rmap import (
     EBUSY,
     RMAP_EXCLUSIVE,
-    RMAP_NONE,
     folio_add_new_anon_rmap,
     folio_move_anon_rmap,
     folio_remove_rmap_pmd,
@@ -173,14 +173,10 @@ def copy_huge_pmd(k: Kernel, src: MM, dst: MM, vma: VMA, base: int, pmd: Pmd) ->
     return True
 
 
-def wp_can_reuse_large_anon_folio(k: Kernel, mm: MM, folio_obj: object) -> bool:
+def wp_can_reuse_large_anon_folio(k: Kernel, mm: MM, folio: Folio) -> bool:
     """``__wp_can_reuse_large_anon_folio()`` (6.15+): reuse a PTE-mapped large folio when
     only this mm maps it, more than one page is mapped, and nothing but the mappings holds a
     reference."""
-    from anonex.kernel.folio import Folio
-
-    assert isinstance(folio_obj, Folio)
-    folio = folio_obj
     if folio.large_mapcount <= 1:
         return False
     if folio.maybe_mapped_shared():
@@ -194,9 +190,6 @@ def wp_can_reuse_large_anon_folio(k: Kernel, mm: MM, folio_obj: object) -> bool:
     del mm
     return True
 
-
-__all__ = ["RMAP_NONE", "copy_huge_pmd", "do_huge_pmd_anonymous_page", "do_huge_pmd_wp_page",
-           "split_huge_pmd", "wp_can_reuse_large_anon_folio"]
 
 
 def madvise_collapse(k: Kernel, mm: MM, start: int, end: int) -> None:
@@ -252,7 +245,7 @@ def madvise_collapse(k: Kernel, mm: MM, start: int, end: int) -> None:
         base += HPAGE_PMD_NR
 
 
-def split_folio(k: Kernel, folio_obj: object) -> bool:
+def split_folio(k: Kernel, folio: Folio) -> bool:
     """``split_folio()`` (``__folio_split``) of a large anon folio into order-0 folios.
 
     Refused (False) for hugetlb, for a folio in the swap cache, and when anything but the
@@ -261,10 +254,6 @@ def split_folio(k: Kernel, folio_obj: object) -> bool:
     into the (migration) entry, not the flag, which a split never copies — and remapped to
     its page's new small folio, exclusive as the entry says.
     """
-    from anonex.kernel.folio import Folio
-
-    assert isinstance(folio_obj, Folio)
-    folio = folio_obj
     if not folio.large or folio.hugetlb or folio.swap is not None or not folio.anon:
         return False
     maps = sum(p.mapcount for p in folio.pages) + folio.entire_mapcount
