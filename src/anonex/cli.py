@@ -110,6 +110,8 @@ def _layout(name: str | None) -> str | None:
     return name
 TraceOpt = Annotated[bool, typer.Option("--trace", help="print every step and page")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="write the run as one JSON document")]
+DotOpt = Annotated[bool, typer.Option("--dot", help="write the run as a Graphviz picture "
+                                                     "(dot -Tsvg)")]
 
 
 @app.command("run")
@@ -119,17 +121,19 @@ def run_cmd(
     str(CURRENT),
     show_trace: TraceOpt = False,
     as_json: JsonOpt = False,
+    as_dot: DotOpt = False,
     layout: LayoutOpt = None,
 ) -> None:
     """Run one scenario on the model at a kernel version."""
     scen = _parse_all(_collect([file]))[0]
     t = run(scen, ModelBackend(_version(kernel), detail=show_trace or as_json,
                                layout=_layout(layout)))
-    _emit_one(t, show_trace, as_json)
+    _emit_one(t, show_trace, as_json, as_dot)
 
 
 @app.command("live")
-def live_cmd(file: FileArg, show_trace: TraceOpt = False, as_json: JsonOpt = False) -> None:
+def live_cmd(file: FileArg, show_trace: TraceOpt = False, as_json: JsonOpt = False,
+             as_dot: DotOpt = False) -> None:
     """Run one scenario on the running kernel (needs root and /proc/kpageflags)."""
     scen = _parse_all(_collect([file]))[0]
     be, why = _live_backend()
@@ -143,11 +147,15 @@ def live_cmd(file: FileArg, show_trace: TraceOpt = False, as_json: JsonOpt = Fal
     except LiveUnavailable as e:
         err.print(f"anonex live: the live kernel is not available here: {e.reason}")
         raise typer.Exit(2) from None
-    _emit_one(t, show_trace, as_json)
+    _emit_one(t, show_trace, as_json, as_dot)
 
 
-def _emit_one(t: Trace, show_trace: bool, as_json: bool) -> None:
-    if as_json:
+def _emit_one(t: Trace, show_trace: bool, as_json: bool, as_dot: bool = False) -> None:
+    if as_dot:
+        from anonex.report.dot import dot
+
+        sys.stdout.write(dot(t))
+    elif as_json:
         sys.stdout.write(json.dumps(trace_json(t), indent=2) + "\n")
     elif show_trace:
         rtext.trace(out, t)
