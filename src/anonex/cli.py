@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from importlib import resources
 from pathlib import Path
 from typing import Annotated
@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from anonex import __version__
-from anonex.diff import diff
+from anonex.diff import Divergence, diff
 from anonex.explore.cli import explore_cmd
 from anonex.kernel.backend import ModelBackend
 from anonex.kernel.versions import boundary_versions
@@ -187,7 +187,8 @@ def check_cmd(
     live, live_why = (None, "--no-live") if no_live else _live_backend()
     columns = [str(v) for v in versions] + ["live"]
     cells: dict[tuple[str, str], Trace] = {}
-    divergent: list[tuple[str, Trace, Trace]] = []
+    divergent: list[tuple[str, str, list[Divergence]]] = []
+    diff_jobs: list[tuple[str, Future[tuple[str, list[Divergence]]]]] = []
     total = len(scens) * (len(versions) + (2 if live else 0))
     lay = _layout(layout)
     with Progress(console=err, transient=True, disable=not err.is_terminal) as prog, \
@@ -207,10 +208,15 @@ def check_cmd(
                     live, live_why = None, e.reason
                     continue
                 cells[(s.name, "live")] = lt
-                mt = run(s, ModelBackend(lt.version))
-                prog.advance(task, 2)
-                if diff(mt, lt):
-                    divergent.append((s.name, mt, lt))
+                # the model at the kernel's version and the diff run in a worker too
+                job = pool.submit(_diff_with_model, lt)
+                job.add_done_callback(lambda f: prog.advance(task, 2))
+                diff_jobs.append((s.name, job))
+                cells[(s.name, "live")] = _light_copy(lt)
+        for name, job in diff_jobs:
+            model_name, divs = job.result()
+            if divs:
+                divergent.append((name, model_name, divs))
         for s, fut in zip(scens, futures, strict=True):
             for v, t in zip(versions, fut.result(), strict=True):
                 t.scenario = s
@@ -223,8 +229,8 @@ def check_cmd(
     else:
         rtext.matrix(out, [s.name for s in scens], columns, cells)
         rtext.problems(out, cells)
-        for name, mt, lt in divergent:
-            rtext.divergences(out, name, mt.backend, "live", diff(mt, lt))
+        for name, model_name, divs in divergent:
+            rtext.divergences(out, name, model_name, "live", divs)
         if live is None:
             out.print(f"[yellow]live kernel not run[/]: {live_why}")
         n_bad = sum(1 for t in cells.values() if not t.as_expected)
@@ -245,6 +251,21 @@ def page_types_cmd(ctx: typer.Context) -> None:
     from anonex.pagetypes.cli import main as pt_main
 
     raise typer.Exit(pt_main(list(ctx.args)))
+
+
+def _diff_with_model(lt: Trace) -> tuple[str, list[Divergence]]:
+    """The model at the live kernel's version, run like the live run, and the divergences
+    (in a worker process)."""
+    mt = run(lt.scenario, ModelBackend(lt.version))
+    return mt.backend, diff(mt, lt)
+
+
+def _light_copy(t: Trace) -> Trace:
+    """A copy of *t* without its steps, for the matrix."""
+    import copy
+
+    c = copy.copy(t)
+    return c.light()
 
 
 def _model_matrix(path: str, versions: list[KernelVersion], layout: str | None) -> list[Trace]:

@@ -184,6 +184,21 @@ class Observer:
             data += b"\0" * (want - len(data))
         return pm.decode_bytes(data)
 
+    def pagemap_raw(self, pid: int, addr: int, npages: int) -> list[int]:
+        """The raw pagemap words of *npages* pages from *addr* (one read)."""
+        pmfd = self._pagemap_fd(pid)
+        want = npages * pm.PM_ENTRY_BYTES
+        try:
+            data = os.pread(pmfd, want, addr // PAGE * pm.PM_ENTRY_BYTES)
+        except ProcessLookupError as e:
+            raise ProcessGone(str(e)) from None
+        if len(data) < want:
+            if not data:
+                raise ProcessGone(f"pagemap of {pid} reads empty")
+            data += b"\0" * (want - len(data))
+        vals: list[int] = np.frombuffer(data, dtype="<u8").tolist()
+        return vals
+
     def kpageflags(self, pfn: int) -> int:
         return int.from_bytes(os.pread(self._kpf, 8, pfn * 8), "little")
 
@@ -193,9 +208,8 @@ class Observer:
     def _words(self, fd: int, pfns: Iterable[int]) -> dict[int, int]:
         out: dict[int, int] = {}
         for first, n in pfn_runs(pfns):
-            data = os.pread(fd, 8 * n, first * 8)
-            for i in range(len(data) // 8):
-                out[first + i] = int.from_bytes(data[i * 8:i * 8 + 8], "little")
+            vals = np.frombuffer(os.pread(fd, 8 * n, first * 8), dtype="<u8").tolist()
+            out.update(zip(range(first, first + len(vals)), vals, strict=True))
         return out
 
     def pmd_mapped(self, pid: int, addr: int, npages: int) -> set[int]:
@@ -262,8 +276,9 @@ class Observer:
 
     def region_obs(self, proc: str, pid: int, region: RegionView) -> list[PageObs]:
         """Every page of *region* in process *pid*."""
-        entries = self.pagemap(pid, region.addr, region.npages)
-        pfns = [e.pfn for e in entries if e.pfn is not None]
+        raws = self.pagemap_raw(pid, region.addr, region.npages)
+        present_bits = [bool(r & pm.PM_PRESENT) for r in raws]
+        pfns = [r & pm.PM_PFN_MASK for r, p in zip(raws, present_bits, strict=True) if p]
         words = self._words(self._kpf, pfns)
         counts = self._words(self._kpc, pfns)
         pmd: set[int] = set()
@@ -272,15 +287,21 @@ class Observer:
             pmd = self.pmd_mapped(pid, region.addr, region.npages)
         out: list[PageObs] = []
         present: list[tuple[PageObs, int, int, bool, int]] = []  # obs, pfn, word, whole, head
-        for i, entry in enumerate(entries):
-            o = PageObs(proc=proc, region=region.name, index=i, state=entry.state)
-            o.extra["pm56"] = int(entry.mmap_exclusive)
-            out.append(o)
-            if entry.state == "swapped":
+        name = region.name
+        for i, (raw, is_present) in enumerate(zip(raws, present_bits, strict=True)):
+            if is_present:
+                o = PageObs(proc, name, i, "present")
+            elif raw & pm.PM_SWAP:
+                entry = pm.decode(raw)
+                o = PageObs(proc, name, i, "swapped")
                 o.extra["swap"] = [entry.swap_type, entry.swap_offset]
-            pfn = entry.pfn
-            if pfn is None:
+            else:
+                o = PageObs(proc, name, i, "none")
+            o.extra["pm56"] = int(bool(raw & pm.PM_MMAP_EXCLUSIVE))
+            out.append(o)
+            if not is_present:
                 continue
+            pfn = raw & pm.PM_PFN_MASK
             word = words.get(pfn, 0)
             if not self.ksm_reliable:  # a KSM page never has bit 34 anyway
                 word &= ~(1 << kpf.KPF_KSM)
