@@ -16,7 +16,9 @@ from anonex.explore import canon, clone
 from anonex.explore.space import Action, Bounds
 from anonex.explore.world import Space, World
 from anonex.kernel.codec import encode
+from anonex.kernel.flags import Layout as FlagLayout
 from anonex.kernel.pgtable import Pte
+from anonex.kernel.versions import Rules
 from anonex.versions import KernelVersion
 
 V = KernelVersion.parse
@@ -53,6 +55,57 @@ def test_a_copy_is_independent_and_keeps_its_key() -> None:
     for a in space.actions(w):  # every action, run on a copy, leaves the original alone
         space.run(w.copy(), a)
     assert space.key(w) == before and encode(w.k) == codec_before
+
+
+_SHARED_OK = (int, bool, str, float, type(None), frozenset, KernelVersion, Rules,
+              FlagLayout)
+
+
+def _same_and_apart(a: object, b: object, fields: dict[str, list[str]],
+                    pairs: dict[int, int]) -> None:
+    """*a* and *b* hold equal values, with the same sharing between their parts, and no
+    mutable object in common."""
+    if isinstance(a, tuple):
+        assert isinstance(b, tuple) and len(a) == len(b)
+        for x, y in zip(a, b, strict=True):
+            _same_and_apart(x, y, fields, pairs)
+        return
+    if isinstance(a, _SHARED_OK):
+        assert a == b
+        return
+    assert type(a) is type(b) and a is not b, (a, b)
+    if id(a) in pairs:  # met before: the copy must be met at the same place
+        assert pairs[id(a)] == id(b)
+        return
+    pairs[id(a)] = id(b)
+    if isinstance(a, (list, set)):
+        assert len(a) == len(b)  # type: ignore[arg-type]
+        xs = sorted(a, key=repr) if isinstance(a, set) else a
+        ys = sorted(b, key=repr) if isinstance(b, set) else b  # type: ignore[arg-type]
+        for x, y in zip(xs, ys, strict=True):
+            _same_and_apart(x, y, fields, pairs)
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys()  # type: ignore[attr-defined]
+        for key in a:
+            _same_and_apart(a[key], b[key], fields, pairs)  # type: ignore[index]
+    else:
+        for f in fields[type(a).__name__]:
+            _same_and_apart(getattr(a, f), getattr(b, f), fields, pairs)
+
+
+def test_a_copy_equals_its_original_and_shares_nothing_mutable() -> None:
+    fields = clone.model_fields()
+    for kinds in (("anon",), ("thp",), ("hugetlb",)):
+        space = _space(kinds=kinds, depth=3)
+        frontier = [space.initial()]
+        for _ in range(3):
+            nxt = []
+            for w in frontier:
+                c = w.copy()
+                _same_and_apart((w.k, w.be.oracle), (c.k, c.be.oracle), fields, {})
+                nxt.extend(o.world for a in space.actions(w)[::3]
+                           if (o := space.step(w, a)) is not None and not o.crashed)
+            frontier = nxt[:40]
 
 
 def test_symmetric_states_share_a_key() -> None:

@@ -6,4 +6,7 @@ backend (the model in :mod:`anonex.kernel` at some kernel version, or the runnin
 :mod:`anonex.report`.
 """
 
+from anonex._compiled import MODE as BUILD
+
 __version__ = "0.1.0"
+__all__ = ["BUILD", "__version__"]

@@ -19,7 +19,7 @@ import typer
 from rich.console import Console
 from rich.progress import Progress
 
-from anonex import __version__
+from anonex import BUILD, __version__
 from anonex.diff import Divergence, diff
 from anonex.explore.cli import explore_cmd
 from anonex.kernel.backend import ModelBackend
@@ -280,7 +280,7 @@ def _model_matrix(path: str, versions: list[KernelVersion], layout: str | None) 
 @app.command("version")
 def version_cmd() -> None:
     """Print anonex's version and the kernel it would run live."""
-    out.print(f"anonex {__version__}; running kernel {os.uname().release}")
+    out.print(f"anonex {__version__}; model: {BUILD}; running kernel {os.uname().release}")
 
 
 def main() -> None:

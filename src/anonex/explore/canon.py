@@ -37,7 +37,7 @@ from typing import Any
 from anonex.kernel.folio import Folio
 from anonex.kernel.oracle import Oracle
 from anonex.kernel.pgtable import DeviceExclusivePte, MigrationPte, Pte, SwapPte
-from anonex.kernel.state import MM, REGION_BASE_VPN, Kernel
+from anonex.kernel.state import MM, REGION_BASE_VPN, Kernel, SwapSlot
 
 # The fields of the model's state the key reads, by class (the rest are identities or
 # derived: pfn, page index, back pointers, names, counters that only count).
@@ -78,24 +78,11 @@ IGNORED: dict[str, frozenset[str]] = {
 GENERIC = ("Folio", "Page", "MM", "VMA", "Kernel")
 
 
-def model_fields() -> dict[str, list[str]]:
-    """The fields of every class of the model's state, by class name."""
-    from anonex.explore.clone import FIELDS, _slots
-    from anonex.versions import CURRENT
-
-    out: dict[str, list[str]] = {}
-    for cls in FIELDS:
-        names = _slots(cls)
-        if not names:
-            obj = Kernel(CURRENT) if cls is Kernel else Oracle()
-            names = list(vars(obj))
-        out[cls.__name__] = names
-    return out
-
-
 def unknown_fields() -> dict[str, tuple[str, ...]]:
     """Fields of the model that the key neither encodes nor ignores, by class name."""
     out = {}
+    from anonex.explore.clone import model_fields
+
     for name, fields in model_fields().items():
         known = ENCODED.get(name, frozenset()) | IGNORED.get(name, frozenset())
         extra = tuple(sorted(set(fields) - known))
@@ -201,6 +188,53 @@ def _generic(obj: object, names: tuple[str, ...], out: list[int]) -> None:
         out.append(hash(v) & 0x7FFFFFFF)
 
 
+class _Numbering:
+    """The canonical numbers of one encoding: folios and swap slots in order of first
+    sight, tags likewise (a class rather than closures: closures that call each other
+    make reference cycles, which the explorer keeps the cyclic collector away from)."""
+
+    __slots__ = ("fidx", "folios", "out", "sidx", "swap", "tags")
+
+    def __init__(self, fidx: dict[int, int], folios: list[Folio], tags: dict[str, int],
+                 sidx: dict[int, int], swap: dict[int, SwapSlot], out: list[int]) -> None:
+        self.fidx = fidx
+        self.folios = folios
+        self.tags = tags
+        self.sidx = sidx
+        self.swap = swap
+        self.out = out
+
+    def fid(self, f: Folio) -> int:
+        fidx = self.fidx
+        i = fidx.get(id(f))
+        if i is None:
+            i = fidx[id(f)] = len(self.folios)
+            self.folios.append(f)
+        return i
+
+    def tag(self, s: str) -> int:
+        tags = self.tags
+        t = tags.get(s)
+        if t is None:
+            t = tags[s] = len(tags)
+        return t
+
+    def slot(self, s: int) -> None:
+        sl = self.swap.get(s)
+        if sl is None:
+            self.out.extend((-3, s))
+            return
+        c = sl.cache
+        if c is not None and c.swap is not None:
+            self.out.extend((self.fid(c), s - c.swap))
+            return
+        sidx = self.sidx
+        i = sidx.get(s)
+        if i is None:
+            i = sidx[s] = len(sidx)
+        self.out.extend((-2, i))
+
+
 def key(k: Kernel, oracle: Oracle, lay: Layout) -> bytes:
     """The canonical key of the state (*k*, *oracle*)."""
     best: list[int] | None = None
@@ -234,32 +268,8 @@ def encode(k: Kernel, oracle: Oracle, lay: Layout, order: Sequence[str]) -> list
     ap = out.append
     ext = out.extend
 
-    def fid(f: Folio) -> int:
-        i = fidx.get(id(f))
-        if i is None:
-            i = fidx[id(f)] = len(folios)
-            folios.append(f)
-        return i
-
-    def tag(s: str) -> int:
-        t = tags.get(s)
-        if t is None:
-            t = tags[s] = len(tags)
-        return t
-
-    def slot(s: int) -> None:
-        sl = swap.get(s)
-        if sl is None:
-            ext((-3, s))
-            return
-        c = sl.cache
-        if c is not None and c.swap is not None:
-            ext((fid(c), s - c.swap))
-            return
-        i = sidx.get(s)
-        if i is None:
-            i = sidx[s] = len(sidx)
-        ext((-2, i))
+    nm = _Numbering(fidx, folios, tags, sidx, swap, out)
+    fid, tag, slot = nm.fid, nm.tag, nm.slot
 
     # processes
     ap(len(order))

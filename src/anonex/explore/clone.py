@@ -1,104 +1,160 @@
 """Fast copies of the model's state, for expanding one explored state by many actions.
 
 Every action runs on its own copy of the parent state (the model mutates in place). A
-generic ``copy.deepcopy`` costs ~200 µs for a small state, ``pickle`` ~30 µs; this module
-generates one straight-line cloning function per model class from a table of field kinds
-(:data:`FIELDS`), which copies a small state in a few microseconds.
+generic ``copy.deepcopy`` costs ~200 µs for a small state and ``pickle`` ~30 µs; the
+functions here copy each class of the model field by field, with plain typed code that
+mypyc compiles along with the model (see ``setup.py``), and share what never changes (the
+version, its rules, the page-flag layout, strings and numbers).
 
-The table is an optimisation, never a source of truth: a slot or attribute the table does
-not know is copied by the generic path (:func:`clone_any`, falling back to
-``copy.deepcopy``), so a field the model gains later is still copied correctly, only more
-slowly. ``tests/test_explore_state.py`` lists the fields the table misses.
+A page is never copied alone: a reference to a page is resolved to the same page of the
+copied folio, so the folio <-> page structure and every sharing between page tables, pipes,
+pins and the swap cache survive the copy. ``tests/test_explore_state.py`` checks on explored
+states of every memory kind that a copy equals its original field by field (every field of
+the model's classes) and shares nothing mutable with it.
 """
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Callable
-from typing import Any
-
 from anonex.kernel.flags import Layout as FlagLayout
 from anonex.kernel.folio import Folio, Page
 from anonex.kernel.oracle import Oracle, _Ref
-from anonex.kernel.pgtable import DeviceExclusivePte, MigrationPte, Pmd, Pte, SwapPte
+from anonex.kernel.pgtable import DeviceExclusivePte, Entry, MigrationPte, Pmd, Pte, SwapPte
 from anonex.kernel.state import MM, VMA, Kernel, PageRef, Pin, Pipe, SwapSlot
 from anonex.kernel.versions import Rules
 from anonex.versions import KernelVersion
 
-Memo = dict[int, Any]
-Cloner = Callable[[Any, Memo], Any]
+# Kernel is copied attribute by attribute: these are its mutable fields, copied deeply;
+# every other field must hold an immutable value and is shared.
+KERNEL_MUTABLE: frozenset[str] = frozenset({
+    "mms", "zero_folio", "_huge_zero", "pipes", "pins", "swap", "regions", "freed",
+    "ksm_mms", "injected"})
 
-# Values shared between copies: immutable, or never mutated (the version, its rules, the
-# era's page-flag layout).
-ATOMIC: frozenset[type] = frozenset({int, bool, str, float, type(None), frozenset, bytes,
-                                     KernelVersion, Rules, FlagLayout})
+# Kernel fields of these types are shared between copies (besides the model's own immutable
+# types: the version, its rules, the page-flag layout).
+IMMUTABLE: frozenset[type] = frozenset({int, bool, str, float, type(None), frozenset, tuple,
+                                       KernelVersion, Rules, FlagLayout})
 
-# Field kinds: "a" atom (shared), "o" object or None (cloned through the memo), "page" a
-# page (copied with its folio), "lo" list of objects, "do" dict of atom -> object, "dlo"
-# dict of atom -> list of objects, "la" list of atoms, "sa" set of atoms, "da" dict of
-# atoms -> atoms, "pages" a folio's own pages.
-FIELDS: dict[type, dict[str, str]] = {
-    Page: {"folio": "o", "index": "a", "flags": "a", "mapcount": "a", "data": "a"},
-    Folio: {"pfn": "a", "order": "a", "pages": "pages", "refcount": "a", "pincount": "a",
-            "entire_mapcount": "a", "large_mapcount": "a", "anon": "a", "ksm": "a",
-            "hugetlb": "a", "zero": "a", "freed": "a", "swap": "a", "mm_counts": "da",
-            "layout": "a", "mm_shared": "a"},
-    Pte: {"page": "page", "write": "a", "dirty": "a", "special": "a"},
-    SwapPte: {"slot": "a", "exclusive": "a"},
-    MigrationPte: {"page": "page", "kind": "a"},
-    DeviceExclusivePte: {"page": "page"},
-    Pmd: {"folio": "o", "write": "a", "dirty": "a"},
-    VMA: {"start": "a", "npages": "a", "flags": "a", "anon_vma": "a", "ra": "a"},
-    MM: {"name": "a", "vmas": "lo", "ptes": "do", "has_pinned": "a", "pmds": "do"},
-    PageRef: {"page": "page", "mm": "a", "vpn": "a"},
-    Pipe: {"refs": "lo", "holders": "sa"},
-    Pin: {"refs": "lo", "holders": "sa", "gup_flags": "a"},
-    SwapSlot: {"data": "la", "count": "a", "cache": "o"},
-    _Ref: {"mm": "a", "vpn": "a", "attached": "a", "accepted": "sa"},
-    Kernel: {"version": "a", "rules": "a", "mms": "do", "next_pfn": "a", "zero_folio": "o",
-             "pipes": "do", "pins": "do", "swap": "do", "next_slot": "a", "regions": "da",
-             "freed": "lo", "nr_faults": "a", "ksm_mms": "la", "ksm_use_zero_pages": "a",
-             "mthp_orders": "a", "layout": "a", "injected": "sa", "_huge_zero": "o",
-             "thp_use_zero_page": "a"},
-    Oracle: {"mem": "da", "pipes": "dlo", "pins": "dlo"},
-}
-
-_DISPATCH: dict[type, Cloner] = {}
+Folios = dict[int, Folio]  # id of an original folio -> its copy
 
 
-def clone_any(v: Any, memo: Memo) -> Any:
-    """Copy *v* (any value reachable from the model's state), sharing what is immutable
-    and copying each mutable object once (*memo*: id of the original -> its copy)."""
-    t = v.__class__
-    if t in ATOMIC:
-        return v
-    if t is tuple:
-        return tuple(clone_any(x, memo) for x in v)
-    done = memo.get(id(v))
-    if done is not None:
-        return done
-    f = _DISPATCH.get(t)
-    if f is not None:
-        return f(v, memo)
-    if t is list:
-        out_l: list[Any] = []
-        memo[id(v)] = out_l
-        out_l.extend(clone_any(x, memo) for x in v)
-        return out_l
-    if t is dict:
-        out_d: dict[Any, Any] = {}
-        memo[id(v)] = out_d
-        for a, b in v.items():
-            out_d[clone_any(a, memo)] = clone_any(b, memo)
-        return out_d
-    if t is set:
-        out_s = {clone_any(x, memo) for x in v}
-        memo[id(v)] = out_s
-        return out_s
-    return copy.deepcopy(v, memo)
+class Copier:
+    """One copy of a state: the folios copied so far (so that every reference to a folio
+    or one of its pages lands on one copy)."""
+
+    __slots__ = ("folios",)
+
+    def __init__(self) -> None:
+        self.folios: Folios = {}
+
+    def folio(self, f: Folio) -> Folio:
+        n = self.folios.get(id(f))
+        if n is not None:
+            return n
+        n = Folio(f.pfn, 0, f.layout)
+        self.folios[id(f)] = n
+        n.order = f.order
+        n.pages = [Page(n, p.index, p.flags, p.mapcount, p.data) for p in f.pages]
+        n.refcount = f.refcount
+        n.pincount = f.pincount
+        n.entire_mapcount = f.entire_mapcount
+        n.large_mapcount = f.large_mapcount
+        n.anon = f.anon
+        n.ksm = f.ksm
+        n.hugetlb = f.hugetlb
+        n.zero = f.zero
+        n.freed = f.freed
+        n.swap = f.swap
+        n.mm_counts = dict(f.mm_counts)
+        n.mm_shared = f.mm_shared
+        return n
+
+    def page(self, p: Page) -> Page:
+        return self.folio(p.folio).pages[p.index]
+
+    def entry(self, e: Entry) -> Entry:
+        if isinstance(e, Pte):
+            return Pte(self.page(e.page), e.write, e.dirty, e.special)
+        if isinstance(e, SwapPte):
+            return SwapPte(e.slot, e.exclusive)
+        if isinstance(e, MigrationPte):
+            return MigrationPte(self.page(e.page), e.kind)
+        return DeviceExclusivePte(self.page(e.page))
+
+    def mm(self, m: MM) -> MM:
+        entry = self.entry
+        return MM(m.name,
+                  [VMA(v.start, v.npages, v.flags, v.anon_vma, v.ra) for v in m.vmas],
+                  {vpn: entry(e) for vpn, e in m.ptes.items()},
+                  m.has_pinned,
+                  {b: Pmd(self.folio(p.folio), p.write, p.dirty) for b, p in m.pmds.items()})
+
+    def refs(self, refs: list[PageRef]) -> list[PageRef]:
+        return [PageRef(self.page(r.page), r.mm, r.vpn) for r in refs]
+
+    def slot(self, s: SwapSlot) -> SwapSlot:
+        c = s.cache
+        return SwapSlot(list(s.data), s.count, None if c is None else self.folio(c))
+
+    def kernel(self, k: Kernel) -> Kernel:
+        n: Kernel = object.__new__(Kernel)
+        n.__dict__.update(k.__dict__)  # the immutable fields; the rest is replaced below
+        n.mms = {name: self.mm(m) for name, m in k.mms.items()}
+        n.zero_folio = self.folio(k.zero_folio)
+        hz = k._huge_zero
+        n._huge_zero = None if hz is None else self.folio(hz)
+        n.pipes = {name: Pipe(self.refs(p.refs), set(p.holders))
+                   for name, p in k.pipes.items()}
+        n.pins = {name: Pin(self.refs(p.refs), set(p.holders), p.gup_flags)
+                  for name, p in k.pins.items()}
+        n.swap = {i: self.slot(s) for i, s in k.swap.items()}
+        n.regions = dict(k.regions)
+        n.freed = [self.folio(f) for f in k.freed]
+        n.ksm_mms = list(k.ksm_mms)
+        n.injected = set(k.injected)
+        return n
 
 
-def _slots(cls: type) -> list[str]:
+def _oracle_refs(refs: list[_Ref]) -> list[_Ref]:
+    return [_Ref(r.mm, r.vpn, r.attached, set(r.accepted)) for r in refs]
+
+
+def clone_oracle(o: Oracle) -> Oracle:
+    """A copy of the oracle's promises."""
+    n = Oracle()
+    n.mem = dict(o.mem)
+    n.pipes = {name: _oracle_refs(refs) for name, refs in o.pipes.items()}
+    n.pins = {name: _oracle_refs(refs) for name, refs in o.pins.items()}
+    return n
+
+
+def clone_kernel(k: Kernel) -> Kernel:
+    """A copy of the model's kernel sharing nothing mutable with *k*."""
+    return Copier().kernel(k)
+
+
+def model_fields() -> dict[str, list[str]]:
+    """The fields of every class of the model's state, by class name (slots, or the
+    attributes of a fresh instance for the classes without slots)."""
+    from anonex.versions import CURRENT
+
+    classes: list[type] = [Page, Folio, Pte, SwapPte, MigrationPte, DeviceExclusivePte, Pmd,
+                           VMA, MM, PageRef, Pipe, Pin, SwapSlot, _Ref, Oracle, Kernel]
+    out: dict[str, list[str]] = {}
+    for cls in classes:
+        names = _attrs(cls)
+        if not names:
+            obj = Kernel(CURRENT) if cls is Kernel else Oracle()
+            names = list(vars(obj))
+        out[cls.__name__] = names
+    return out
+
+
+def _attrs(cls: type) -> list[str]:
+    """The declared attributes of *cls*: its slots, or mypyc's attribute list when the
+    class is compiled."""
+    compiled = cls.__dict__.get("__mypyc_attrs__")
+    if compiled is not None:
+        return [a for a in compiled if a not in ("__dict__", "__weakref__")]
     out: list[str] = []
     for c in reversed(cls.__mro__):
         s = c.__dict__.get("__slots__", ())
@@ -106,151 +162,12 @@ def _slots(cls: type) -> list[str]:
     return [s for s in out if s not in ("__dict__", "__weakref__")]
 
 
-def _field_code(name: str, kind: str, src: str, dst: str) -> list[str]:
-    """Lines copying field *name* of *src* into *dst* for its kind."""
-    get = f"{src}.{name}" if src != "od" else f"od[{name!r}]"
-    put = f"{dst}.{name} = " if dst != "nd" else f"nd[{name!r}] = "
-    if kind == "a":
-        return [put + get]
-    if kind == "o":
-        return [f"v = {get}",
-                "if v is None or v.__class__ in _ATOMIC:",
-                f"    {put}v",
-                "else:",
-                "    x = _memo_get(_id(v))",
-                f"    {put}x if x is not None else _D(v.__class__, _C)(v, memo)"]
-    if kind == "page":
-        return [f"v = {get}",
-                "if v.__class__ is _Page:",
-                "    f = v.folio",
-                "    nf = _memo_get(_id(f))",
-                "    if nf is None:",
-                "        nf = _clone_folio(f, memo)",
-                f"    {put}nf.pages[v.index]",
-                "else:",
-                f"    {put}_C(v, memo)"]
-    # model objects are never false, so "memo hit or clone" is an 'or'
-    one = "(_memo_get(_id(x)) or _D(x.__class__, _C)(x, memo))"
-    if kind == "lo":
-        return [f"{put}[{one} for x in {get}]"]
-    if kind == "do":
-        return [f"{put}{{a: {one} for a, x in {get}.items()}}"]
-    if kind == "dlo":
-        return [f"{put}{{a: [{one} for x in b] for a, b in {get}.items()}}"]
-    if kind == "la":
-        return [put + f"list({get})"]
-    if kind == "sa":
-        return [put + f"set({get})"]
-    if kind == "da":
-        return [put + f"dict({get})"]
-    raise ValueError(kind)
-
-
-def _gen_slots(cls: type, fields: dict[str, str]) -> Cloner:
-    lines = [f"def _clone_{cls.__name__}(o, memo):",
-             "    _memo_get = memo.get",
-             "    n = _new(_cls)",
-             "    memo[_id(o)] = n"]
-    for name in _slots(cls):
-        kind = fields.get(name)
-        if kind is None:  # a field the table does not know: the generic path
-            lines.append(f"    if hasattr(o, {name!r}): n.{name} = _C(o.{name}, memo)")
-            continue
-        if kind == "pages":
-            page_fields = FIELDS[Page]
-            # pages are not entered in the memo: a reference to a page is resolved as
-            # page <index> of the copied folio (see _clone_page)
-            body = ["q = _new(_Page)", "q.folio = n"]
-            for pn in _slots(Page):
-                if pn == "folio":
-                    continue
-                if page_fields.get(pn) == "a":
-                    body.append(f"q.{pn} = p.{pn}")
-                else:
-                    body.append(f"if hasattr(p, {pn!r}): q.{pn} = _C(p.{pn}, memo)")
-            lines.append("    n.pages = ps = []")
-            lines.append("    for p in o.pages:")
-            lines.extend("        " + b for b in body)
-            lines.append("        ps.append(q)")
-            continue
-        lines.extend("    " + ln for ln in _field_code(name, kind, "o", "n"))
-    lines.append("    return n")
-    return _compile(cls, lines)
-
-
-def _gen_dict(cls: type, fields: dict[str, str]) -> Cloner:
-    """A cloner for a plain class (instance ``__dict__``): unknown attributes take the
-    generic path."""
-    lines = [f"def _clone_{cls.__name__}(o, memo):",
-             "    _memo_get = memo.get",
-             "    n = _new(_cls)",
-             "    memo[_id(o)] = n",
-             "    od = o.__dict__",
-             "    nd = n.__dict__",
-             "    nd.update(od)  # the atoms; the rest is replaced below",
-             "    extra = od.keys() - _KNOWN",
-             "    for a in extra:",
-             "        nd[a] = _C(od[a], memo)"]
-    for name, kind in fields.items():
-        if kind == "a":
-            continue
-        lines.append(f"    if {name!r} in od:")
-        lines.extend("        " + ln for ln in _field_code(name, kind, "od", "nd"))
-    lines.append("    return n")
-    return _compile(cls, lines, known=frozenset(fields))
-
-
-def _folio_cloner(f: Folio, memo: Memo) -> Folio:
-    out: Folio = _DISPATCH[Folio](f, memo)
-    return out
-
-
-def _compile(cls: type, lines: list[str], known: frozenset[str] = frozenset()) -> Cloner:
-    env: dict[str, Any] = {"_new": object.__new__, "_cls": cls, "_Page": Page, "_id": id,
-                           "_C": clone_any, "_D": _DISPATCH.get, "_ATOMIC": ATOMIC,
-                           "_KNOWN": known, "_clone_folio": _folio_cloner}
-    exec("\n".join(lines), env)  # generated code: one assignment per field
-    fn: Cloner = env[f"_clone_{cls.__name__}"]
-    return fn
-
-
-for _cls, _fields in FIELDS.items():
-    if "__dict__" in dir(_cls) and not _slots(_cls):
-        _DISPATCH[_cls] = _gen_dict(_cls, _fields)
-    elif _cls is not Page:
-        _DISPATCH[_cls] = _gen_slots(_cls, _fields)
-
-
-def _clone_page(p: Page, memo: Memo) -> Page:
-    """A page is copied with its folio (which copies all its pages)."""
-    f = p.folio
-    nf = memo.get(id(f))
-    if nf is None:
-        nf = _DISPATCH[Folio](f, memo)
-    out: Page = nf.pages[p.index]
-    return out
-
-
-_DISPATCH[Page] = _clone_page
-
-
-def clone(obj: Any) -> Any:
-    """A deep copy of *obj* (a :class:`Kernel`, an :class:`Oracle`, or a tuple of them
-    sharing one memo)."""
-    return clone_any(obj, {})
-
-
 def unknown_fields() -> dict[str, list[str]]:
-    """Fields of the model's classes that :data:`FIELDS` does not list (copied by the
-    slower generic path), by class name; for tests and ``--debug``."""
-    out: dict[str, list[str]] = {}
-    for cls, fields in FIELDS.items():
-        names = _slots(cls)
-        if not names and cls is Kernel:
-            names = list(vars(Kernel(KernelVersion(6, 18))))
-        elif not names and cls is Oracle:
-            names = list(vars(Oracle()))
-        missing = sorted(set(names) - set(fields))
-        if missing:
-            out[cls.__name__] = missing
-    return out
+    """Kernel fields the copy would share although they hold mutable values (a field the
+    model gained: add it to :data:`KERNEL_MUTABLE` and to :meth:`Copier.kernel`)."""
+    from anonex.versions import CURRENT
+
+    k = vars(Kernel(CURRENT))
+    shared = sorted(f for f, v in k.items()
+                    if f not in KERNEL_MUTABLE and v.__class__ not in IMMUTABLE)
+    return {"Kernel": shared} if shared else {}

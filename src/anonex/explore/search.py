@@ -225,6 +225,11 @@ def _dispose(w: World) -> None:
     for s in k.swap.values():
         if s.cache is not None:
             s.cache.pages = []
+    k.zero_folio.pages = []
+    if k._huge_zero is not None:
+        k._huge_zero.pages = []
+    for f in k.freed:
+        f.pages = []
 
 
 # Young objects (net allocations since the last collection) that trigger a collection:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from anonex.explore import canon, properties
-from anonex.explore.clone import clone_any
+from anonex.explore.clone import clone_kernel, clone_oracle
 from anonex.explore.properties import Finding
 from anonex.explore.space import PIN_OPTS, Action, Bounds, order, setup_steps, to_step
 from anonex.kernel import invariants
@@ -45,12 +45,9 @@ class World:
     def copy(self) -> World:
         """An independent copy (the kernel and the oracle are deep-copied)."""
         be = self.be
-        nb = ModelBackend.__new__(ModelBackend)
-        nb.version = be.version
-        nb.name = be.name
-        memo: dict[int, object] = {}
-        nb.k = clone_any(be.k, memo)
-        nb.oracle = clone_any(be.oracle, memo)
+        nb = ModelBackend(be.version, be.detail, be.layout,
+                          (clone_kernel(be.k), clone_oracle(be.oracle)), be.name)
+        nb.run_detail = be.run_detail
         nb.region_pages = be.region_pages
         return World(nb, self.next_proc)
 
@@ -240,8 +237,8 @@ class Space:
             res = be.apply(st)
         except (Segfault, Unsupported, NotImplementedError):
             return None
-        except KernelBug as e:
-            return Outcome(w2, [("no-kernel-bug", e.describe())], crashed=True)
+        except KernelBug as bug:
+            return Outcome(w2, [("no-kernel-bug", bug.describe())], crashed=True)
         except Exception as e:  # a bug of the model itself: report it, do not stop
             return Outcome(w2, [("no-kernel-bug", f"the model failed: "
                                                    f"{type(e).__name__}: {e}")], crashed=True)

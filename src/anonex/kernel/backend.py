@@ -34,7 +34,7 @@ from anonex.kernel.memory_failure import identify_page_state
 from anonex.kernel.mmap import exit_mmap, mmap_anon, mremap, munmap
 from anonex.kernel.mprotect import mprotect
 from anonex.kernel.oracle import Oracle
-from anonex.kernel.pgtable import MigrationPte, Pmd, Pte, SwapPte
+from anonex.kernel.pgtable import Entry, MigrationPte, Pmd, Pte, SwapPte
 from anonex.kernel.state import (
     HPAGE_PMD_NR,
     MM,
@@ -78,14 +78,20 @@ class ModelBackend:
     protocol."""
 
     def __init__(self, version: KernelVersion = CURRENT, detail: bool = False,
-                 layout: str | None = None) -> None:
+                 layout: str | None = None, state: tuple[Kernel, Oracle] | None = None,
+                 name: str = "") -> None:
+        """*state*: start from this kernel and oracle (a copy the explorer made) instead
+        of a fresh kernel."""
         self.layout = layout  # --layout: overrides the scenario's `layout`
         self.detail = detail  # raw flag words and kpageflags in observations (for --trace)
         self.run_detail = detail
         self.version = version
-        self.name = f"model@{version}"
-        self.k = Kernel(version)
-        self.oracle = Oracle()
+        self.name = name or f"model@{version}"
+        if state is None:
+            self.k = Kernel(version)
+            self.oracle = Oracle()
+        else:
+            self.k, self.oracle = state
         self.region_pages: dict[str, int] = {}
 
     # -- protocol -------------------------------------------------------------------------
@@ -106,10 +112,10 @@ class ModelBackend:
     def step(self, st: ast.Step) -> StepResult:
         try:
             res = self.apply(st)
-        except Segfault as e:
-            return StepResult(error=str(e))
-        except KernelBug as e:
-            return StepResult(finding=e.describe())
+        except Segfault as fault:
+            return StepResult(error=str(fault))
+        except KernelBug as bug:
+            return StepResult(finding=bug.describe())
         problems = invariants.check(self.k) + self._pin_coherence()
         if problems and res.finding is None:
             res.finding = "; ".join(problems)
@@ -215,13 +221,13 @@ class ModelBackend:
         if not vma.flags & (VM_WRITE if write else VM_READ):
             raise Segfault(f"SIGSEGV: {mm.name} {'writes' if write else 'reads'} {vpn:#x} "
                            "without permission")
-        e: Pte | Pmd | SwapPte | None = mm.pmd_at(vpn) or mm.ptes.get(vpn)  # type: ignore[assignment]
+        e: Entry | Pmd | None = mm.pmd_at(vpn) or mm.ptes.get(vpn)
         if isinstance(e, Pte | Pmd) and (e.write or not write):
             if write:
                 e.dirty = True
             return 0
         handle_mm_fault(self.k, mm, vpn, FAULT_FLAG_WRITE if write else 0)
-        e = mm.pmd_at(vpn) or mm.ptes.get(vpn)  # type: ignore[assignment]
+        e = mm.pmd_at(vpn) or mm.ptes.get(vpn)
         if not isinstance(e, Pte | Pmd) or (write and not e.write):
             raise KernelBug("the fault did not make the access possible", where="_access")
         return 1

@@ -111,7 +111,7 @@ LAYOUTS: dict[str, Layout] = {
     "none": Layout("none", _FLAGS_5_X, (
         *_COMMON_5_X, ("has_hwpoisoned", "mappedtodisk", _S))),
 }
-CURRENT_LAYOUT = LAYOUTS["owner_2"]
+CURRENT_LAYOUT: Layout = LAYOUTS["owner_2"]
 
 # The current layout's table, for callers that do not care about eras.
 PAGEFLAGS = _FLAGS_6_18

@@ -27,12 +27,13 @@ class Page:
 
     __slots__ = ("data", "flags", "folio", "index", "mapcount")
 
-    def __init__(self, folio: Folio, index: int) -> None:
+    def __init__(self, folio: Folio, index: int, flags: int = 0, mapcount: int = 0,
+                 data: str = "") -> None:
         self.folio = folio
         self.index = index
-        self.flags = 0
-        self.mapcount = 0
-        self.data = ""
+        self.flags = flags
+        self.mapcount = mapcount
+        self.data = data
 
     @property
     def name(self) -> str:

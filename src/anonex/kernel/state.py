@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from mypy_extensions import mypyc_attr
+
 from anonex.kernel.errors import Segfault
 from anonex.kernel.flags import LAYOUTS, layout_for
 from anonex.kernel.folio import Folio, Page, free_pages_prepare
@@ -130,6 +132,9 @@ class SwapSlot:
     cache: Folio | None = None
 
 
+# An ordinary Python class even when mypyc compiles this module: the explorer copies it
+# attribute by attribute (anonex.explore.clone), without running __init__.
+@mypyc_attr(native_class=False)
 class Kernel:
     """The model's root object."""
 

@@ -115,18 +115,18 @@ _BY_NAME = {b.name: b for b in BOUNDARIES}
 
 
 class Rules:
-    """The rules in force on one kernel version, as attributes named like the boundaries."""
-
-    __slots__ = ("_on", "version")
+    """The rules in force on one kernel version, as attributes named like the boundaries
+    (plain instance attributes: the model asks for them on every step)."""
 
     def __init__(self, version: KernelVersion) -> None:
         self.version = version
         self._on = frozenset(b.name for b in BOUNDARIES if b.holds(version))
+        for name in _BY_NAME:
+            setattr(self, name, name in self._on)
 
     def __getattr__(self, name: str) -> bool:
-        if name not in _BY_NAME:
-            raise AttributeError(name)
-        return name in self._on
+        # only reached for names that are not boundaries (the others are set above)
+        raise AttributeError(f"no kernel rule named {name!r}")
 
     def __repr__(self) -> str:
         return f"Rules({self.version})"
