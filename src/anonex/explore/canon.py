@@ -237,16 +237,40 @@ class _Numbering:
 
 def key(k: Kernel, oracle: Oracle, lay: Layout) -> bytes:
     """The canonical key of the state (*k*, *oracle*)."""
+    return key_twins(k, oracle, lay)[0]
+
+
+def key_twins(k: Kernel, oracle: Oracle, lay: Layout) -> tuple[bytes, frozenset[str]]:
+    """The canonical key of the state, and its *twins*: processes the state cannot tell
+    from another one with a larger number (the child a fork made last acts for its
+    twins, as in the usual telling of a fork bug).
+
+    Two process orders that give the least encoding differ by a renaming of processes
+    that maps the state onto itself (every encoded field, pipes, pins and the oracle
+    included). Renamings map actions to actions and successors to symmetric successors,
+    so an action of a twin leads to a state with the same key as the same action of the
+    process it is twinned with, and the explorer need not try it."""
     best: list[int] | None = None
+    ties: list[Sequence[str]] = []
     for order in orders(k):
         enc = encode(k, oracle, lay, order)
         if best is None or enc < best:
             best = enc
+            ties = [order]
+        elif enc == best:
+            ties.append(order)
     assert best is not None
+    twins: frozenset[str] = frozenset()
+    if len(ties) > 1:
+        out: set[str] = set()
+        for i in range(len(ties[0])):
+            orbit = sorted({o[i] for o in ties}, key=proc_index)
+            out.update(orbit[:-1])
+        twins = frozenset(out)
     try:
-        return array("i", best).tobytes()
+        return array("i", best).tobytes(), twins
     except OverflowError:
-        return b"q" + array("q", best).tobytes()
+        return b"q" + array("q", best).tobytes(), twins
 
 
 def encode(k: Kernel, oracle: Oracle, lay: Layout, order: Sequence[str]) -> list[int]:

@@ -32,11 +32,14 @@ from anonex.versions import KernelVersion
 class World:
     """One explored state."""
 
-    __slots__ = ("be", "next_proc")
+    __slots__ = ("be", "next_proc", "twins")
 
     def __init__(self, be: ModelBackend, next_proc: int) -> None:
         self.be = be
         self.next_proc = next_proc
+        # processes whose actions are skipped (see canon.key_twins); None until the key
+        # of the state is computed
+        self.twins: frozenset[str] | None = None
 
     @property
     def k(self) -> Kernel:
@@ -66,8 +69,10 @@ class Outcome:
 class Space:
     """The model the checkers explore: one kernel version and one bound."""
 
-    def __init__(self, bounds: Bounds, version: KernelVersion) -> None:
+    def __init__(self, bounds: Bounds, version: KernelVersion, twins: bool = True) -> None:
+        """*twins*: skip the actions of twin processes (see :func:`canon.key_twins`)."""
         self.bounds = bounds
+        self.twins = twins
         self.version = version
         self.rules = Rules(version)
         self.layout = bounds.layout(Kernel(version).mthp_orders)
@@ -92,8 +97,9 @@ class Space:
         return World(be, 1)
 
     def key(self, w: World) -> bytes:
-        """The canonical key of *w* (symmetry-reduced)."""
-        return canon.key(w.be.k, w.be.oracle, self.layout)
+        """The canonical key of *w* (symmetry-reduced); notes its twins on *w*."""
+        key, w.twins = canon.key_twins(w.be.k, w.be.oracle, self.layout)
+        return key
 
     def actions(self, w: World) -> list[Action]:
         """The actions worth trying in *w*, sorted (a cheap filter: an action may still
@@ -102,10 +108,17 @@ class Space:
         ops = self._ops
         out: list[Action] = []
         live = sorted(k.mms, key=canon.proc_index)
+        twins: frozenset[str] = frozenset()
+        if self.twins:
+            if w.twins is None:
+                self.key(w)
+            twins = w.twins or twins
         tags = self._tag_domain(w)
         free_pipe = next((n for n in self.bounds.pipe_names if n not in k.pipes), "")
         free_pin = next((n for n in self.bounds.pin_names if n not in k.pins), "")
         for p in live:
+            if p in twins:
+                continue
             mm = k.mms[p]
             for r in self.regions:
                 rname = r.name
