@@ -40,6 +40,11 @@ def ext_modules() -> list[object]:
         return []  # metadata only: no need to type-check and generate C
     from mypyc.build import mypycify
 
+    wanted = {str(Path(m).with_suffix("")) for m in COMPILED}
+    for ext in (SRC / "anonex").rglob("*.so"):  # modules compiled by an older build
+        if str(ext.relative_to(HERE)).split(".", 1)[0] not in wanted:
+            ext.unlink()
+
     return list(mypycify(COMPILED, opt_level="3"))
 
 

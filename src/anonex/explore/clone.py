@@ -50,9 +50,8 @@ class Copier:
         n = self.folios.get(id(f))
         if n is not None:
             return n
-        n = Folio(f.pfn, 0, f.layout)
+        n = Folio(f.pfn, f.order, f.layout, False)
         self.folios[id(f)] = n
-        n.order = f.order
         n.pages = [Page(n, p.index, p.flags, p.mapcount, p.data) for p in f.pages]
         n.refcount = f.refcount
         n.pincount = f.pincount

@@ -386,10 +386,15 @@ def _expand(space: Space, chk: _Check, items: list[Item], which: Iterable[int],
     relevant = chk.relevant
     hit: set[str] = set()
     n = 0
+    run = space.run
     for i in which:
         w, path = items[i]
-        for a in actions(w):
-            o = step(w, a)
+        acts = actions(w)
+        last = len(acts) - 1
+        kept = False  # w itself became a kept successor
+        for j, a in enumerate(acts):
+            # the state is not needed after its last action: that one runs on it
+            o = step(w, a) if j < last else run(w, a)
             if o is None:
                 continue
             n += 1
@@ -415,7 +420,9 @@ def _expand(space: Space, chk: _Check, items: list[Item], which: Iterable[int],
                 _dispose(w2)
             else:
                 emit((key, p2, i, w2, tf, sf, hits, False))
-        _dispose(w)
+                kept = w2 is w
+        if not kept:
+            _dispose(w)
         if n >= 256:
             count(n)
             n = 0

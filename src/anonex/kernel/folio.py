@@ -49,11 +49,12 @@ class Folio:
                  "refcount", "swap", "zero")
 
     def __init__(self, pfn: int, order: int = 0,
-                 layout: pf.Layout = pf.CURRENT_LAYOUT) -> None:
+                 layout: pf.Layout = pf.CURRENT_LAYOUT, pages: bool = True) -> None:
+        """*pages*: make the folio's pages (a copy of a folio brings its own)."""
         self.pfn = pfn
         self.layout = layout
         self.order = order
-        self.pages = [Page(self, i) for i in range(1 << order)]
+        self.pages = [Page(self, i) for i in range(1 << order)] if pages else []
         self.refcount = 0
         self.pincount = 0
         self.entire_mapcount = 0
