@@ -230,6 +230,8 @@ def _dispose(w: World) -> None:
         k._huge_zero.pages = []
     for f in k.freed:
         f.pages = []
+    for f in w.garbage:
+        f.pages = []
 
 
 # Young objects (net allocations since the last collection) that trigger a collection:
@@ -507,6 +509,8 @@ def _bfs(space: Space, opts: Options, chk: _Check, clock: _Clock, res: Result) -
             clock.tick()
     finally:
         res.bytes_per_state = store.bytes_per_state()
+        for w, _ in frontier:  # the states past the bound (or left by a stop)
+            _dispose(w)
 
 
 def _parallel_level(space: Space, chk: _Check, frontier: list[Item],

@@ -20,6 +20,7 @@ from anonex.explore.space import PIN_OPTS, Action, Bounds, order, setup_steps, t
 from anonex.kernel import invariants
 from anonex.kernel.backend import ModelBackend
 from anonex.kernel.errors import KernelBug, Segfault
+from anonex.kernel.folio import Folio
 from anonex.kernel.gup import FOLL_WRITE
 from anonex.kernel.pgtable import Pte
 from anonex.kernel.state import VM_MERGEABLE, VM_READ, VM_WRITE, Kernel
@@ -32,7 +33,7 @@ from anonex.versions import KernelVersion
 class World:
     """One explored state."""
 
-    __slots__ = ("be", "next_proc", "twins")
+    __slots__ = ("be", "garbage", "next_proc", "twins")
 
     def __init__(self, be: ModelBackend, next_proc: int) -> None:
         self.be = be
@@ -40,6 +41,9 @@ class World:
         # processes whose actions are skipped (see canon.key_twins); None until the key
         # of the state is computed
         self.twins: frozenset[str] | None = None
+        # folios the steps to this state freed: their folio <-> page cycles are broken
+        # when the state is dropped (see search._dispose)
+        self.garbage: list[Folio] = []
 
     @property
     def k(self) -> Kernel:
@@ -82,6 +86,7 @@ class Space:
         self._pins = [(op, PIN_OPTS[op]) for op in ("pin", "pin-ro", "pin-ro-short")
                       if op in self._ops]
         self._vpns = self.layout.vpns
+        self._steps: dict[Action, ast.Step] = {}  # each action's scenario step, made once
 
     # -- the model ------------------------------------------------------------------------
 
@@ -245,7 +250,9 @@ class Space:
     def run(self, w2: World, a: Action) -> Outcome | None:
         """Run action *a* on *w2* itself (see :meth:`step`)."""
         be = w2.be
-        st = to_step(a)
+        st = self._steps.get(a)
+        if st is None:
+            st = self._steps[a] = to_step(a)
         try:
             res = be.apply(st)
         except (Segfault, Unsupported, NotImplementedError):
@@ -264,6 +271,7 @@ class Space:
             out.findings.append((properties.classify(res.finding), res.finding))
         k = be.k
         if k.freed:  # free sanity looks at what this step freed
+            w2.garbage.extend(k.freed)
             out.findings.extend((properties.classify(m), m) for m in invariants.check(k))
             out.checked = True
         return out

@@ -12,7 +12,7 @@ state is sound.
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import defaultdict
 
 from anonex.kernel import flags as pf
 from anonex.kernel.folio import GUP_PIN_COUNTING_BIAS, Folio, Page
@@ -28,8 +28,8 @@ def _excl(page: Page) -> bool:
 def check(k: Kernel) -> list[str]:
     """All structural invariants of the current state."""
     out: list[str] = []
-    refs: Counter[int] = Counter()
-    maps: Counter[tuple[int, int]] = Counter()
+    refs: defaultdict[int, int] = defaultdict(int)
+    maps: defaultdict[tuple[int, int], int] = defaultdict(int)
     folios: dict[int, Folio] = {}
     new_flag = k.rules.anon_exclusive
     for mm in k.mms.values():

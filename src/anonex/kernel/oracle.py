@@ -12,7 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from mypy_extensions import mypyc_attr
 
+
+@mypyc_attr(acyclic=True)  # in no reference cycle: not tracked by the collector
 @dataclass(slots=True)
 class _Ref:
     mm: str

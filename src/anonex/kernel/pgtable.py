@@ -21,12 +21,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
+from mypy_extensions import mypyc_attr
+
 if TYPE_CHECKING:
     from anonex.kernel.folio import Folio, Page
 
 MigrationKind = Literal["readable", "readable_exclusive", "writable"]
 
 
+@mypyc_attr(acyclic=True)  # in no reference cycle: not tracked by the collector
 class Pte:
     """A present PTE."""
 
@@ -40,6 +43,7 @@ class Pte:
         self.special = special
 
 
+@mypyc_attr(acyclic=True)
 class SwapPte:
     """A swap entry (type 0, ``slot`` the offset) with the exclusive marker."""
 
@@ -50,6 +54,7 @@ class SwapPte:
         self.exclusive = exclusive
 
 
+@mypyc_attr(acyclic=True)
 class MigrationPte:
     """A migration entry pointing at the page being migrated."""
 
@@ -60,6 +65,7 @@ class MigrationPte:
         self.kind = kind
 
 
+@mypyc_attr(acyclic=True)
 class DeviceExclusivePte:
     """A device-exclusive entry (``SWP_DEVICE_EXCLUSIVE``)."""
 
@@ -69,6 +75,7 @@ class DeviceExclusivePte:
         self.page = page
 
 
+@mypyc_attr(acyclic=True)
 class Pmd:
     """A present PMD mapping a whole 2 MiB folio: a THP, or a hugetlb page (``hugetlb``)."""
 

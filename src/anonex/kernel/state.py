@@ -54,6 +54,7 @@ def is_cow_mapping(vm_flags: int) -> bool:
     return (vm_flags & (VM_SHARED | VM_MAYWRITE)) == VM_MAYWRITE
 
 
+@mypyc_attr(acyclic=True)  # in no reference cycle: not tracked by the collector
 @dataclass(slots=True)
 class VMA:
     """A ``vm_area_struct``: ``[start, start + npages)`` in vpn."""
@@ -70,6 +71,7 @@ class VMA:
         return self.start + self.npages
 
 
+@mypyc_attr(acyclic=True)
 @dataclass(slots=True)
 class MM:
     """An ``mm_struct`` with its process name: VMAs and one flat page table (vpn → entry)."""
@@ -96,6 +98,7 @@ class MM:
         return v
 
 
+@mypyc_attr(acyclic=True)
 @dataclass(slots=True)
 class PageRef:
     """A reference a pipe or a pin holds on one page, and where it was taken."""
@@ -105,6 +108,7 @@ class PageRef:
     vpn: int
 
 
+@mypyc_attr(acyclic=True)
 @dataclass(slots=True)
 class Pipe:
     """A pipe holding FOLL_GET references from vmsplice; shared by the processes that hold
@@ -114,6 +118,7 @@ class Pipe:
     holders: set[str]
 
 
+@mypyc_attr(acyclic=True)
 @dataclass(slots=True)
 class Pin:
     """A set of FOLL_PIN references (an io_uring fixed buffer, or any pin_user_pages user)."""
@@ -123,6 +128,7 @@ class Pin:
     gup_flags: int
 
 
+@mypyc_attr(acyclic=True)
 @dataclass(slots=True)
 class SwapSlot:
     """One swap slot: the data written out, its swap count, and its swap-cache folio."""
