@@ -11,7 +11,7 @@ further.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from anonex.explore import canon, properties
 from anonex.explore.clone import clone_kernel, clone_oracle
@@ -65,9 +65,16 @@ class Outcome:
     (a kernel bug, a finding of the backend, a freed page with the flag)."""
 
     world: World
-    findings: list[Finding] = field(default_factory=list)
-    crashed: bool = False  # a BUG_ON: the state is half-updated, not explored further
-    checked: bool = False  # invariants.check() already ran on this state
+    findings: list[Finding]
+    crashed: bool  # a BUG_ON: the state is half-updated, not explored further
+    checked: bool  # invariants.check() already ran on this state
+
+    def __init__(self, world: World, findings: list[Finding] | None = None,
+                 crashed: bool = False, checked: bool = False) -> None:
+        self.world = world
+        self.findings = [] if findings is None else findings
+        self.crashed = crashed
+        self.checked = checked
 
 
 class Space:

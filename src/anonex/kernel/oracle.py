@@ -10,7 +10,7 @@ these promises, which is how "no leak" and "pin coherence" (DESIGN §3) are chec
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from mypy_extensions import mypyc_attr
 
@@ -20,8 +20,15 @@ from mypy_extensions import mypyc_attr
 class _Ref:
     mm: str
     vpn: int
-    attached: bool = True
-    accepted: set[str] = field(default_factory=set)
+    attached: bool
+    accepted: set[str]
+
+    def __init__(self, mm: str, vpn: int, attached: bool = True,
+                 accepted: set[str] | None = None) -> None:
+        self.mm = mm
+        self.vpn = vpn
+        self.attached = attached
+        self.accepted = set() if accepted is None else accepted
 
 
 class Oracle:

@@ -11,7 +11,7 @@ addresses, the same in every process, like the live backend's.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from mypy_extensions import mypyc_attr
 
@@ -77,10 +77,21 @@ class MM:
     """An ``mm_struct`` with its process name: VMAs and one flat page table (vpn → entry)."""
 
     name: str
-    vmas: list[VMA] = field(default_factory=list)
-    ptes: dict[int, Entry] = field(default_factory=dict)
-    has_pinned: bool = False  # MMF_HAS_PINNED (mm->has_pinned in 5.9–5.13)
-    pmds: dict[int, Pmd] = field(default_factory=dict)  # huge_base(vpn) -> PMD mapping
+    vmas: list[VMA]
+    ptes: dict[int, Entry]
+    has_pinned: bool  # MMF_HAS_PINNED (mm->has_pinned in 5.9–5.13)
+    pmds: dict[int, Pmd]  # huge_base(vpn) -> PMD mapping
+
+    # written out (the dataclass keeps it) rather than default factories, which mypyc
+    # would run as interpreted code on every copy the explorer makes
+    def __init__(self, name: str, vmas: list[VMA] | None = None,
+                 ptes: dict[int, Entry] | None = None, has_pinned: bool = False,
+                 pmds: dict[int, Pmd] | None = None) -> None:
+        self.name = name
+        self.vmas = [] if vmas is None else vmas
+        self.ptes = {} if ptes is None else ptes
+        self.has_pinned = has_pinned
+        self.pmds = {} if pmds is None else pmds
 
     def pmd_at(self, vpn: int) -> Pmd | None:
         """The PMD mapping *vpn*, if a huge mapping covers it."""
