@@ -58,3 +58,15 @@ def test_fault_counts_and_values_are_compared() -> None:
     b.steps[3].result.value = None
     divs = diff(a, b)
     assert any(d.what == "@w faults" for d in divs)
+
+
+def test_the_pmd_mapping_of_a_thp_is_compared_not_of_hugetlb() -> None:
+    text = "P0: mmap A thp\nP0: mmap H hugetlb\nP0: write A \"t\"\nP0: write H \"h\"\n"
+    a, b = (run(parse(text, "d.cow"), ModelBackend()) for _ in range(2))
+    last = b.steps[-1].obs
+    assert last[("P0", "A", 3)].extra.get("pmd") and last[("P0", "H", 3)].extra.get("pmd")
+    for o in last.values():
+        o.extra.pop("pmd", None)  # as if another backend saw PTEs everywhere
+    divs = diff(a, b)
+    assert divs and {d.what.split(" ", 2)[1][0] for d in divs} == {"A"}  # THP pages only
+    assert all(d.what.endswith("mapped by a PMD") and d.a is True for d in divs)

@@ -69,6 +69,19 @@ def test_split_leaves_pte_mapped_pages_of_unknown_exclusivity(backend: LiveBacke
     assert again.error == "split: no PMD-mapped THP in the range"
 
 
+def test_mprotect_to_the_protection_it_has_keeps_the_pmd(backend: LiveBackend) -> None:
+    # the kernel fact behind the model's mprotect_changes(): no split of a PMD, no EINVAL
+    # for half a hugetlb page, when the VMA's flags would not change
+    text = ("P0: mmap A thp\nP0: mmap H hugetlb\nP0: mprotect A[0..255] rw\n"
+            "P0: mprotect H[0..255] rw")
+    _run_steps(backend, text)
+    o = _obs(backend)
+    assert o[("P0", "A", 0)].extra.get("pmd") and o[("P0", "A", 300)].extra.get("pmd")
+    r = backend.step(_scen(text + "\nP0: mprotect A[0..255] ro").steps[-1])
+    assert r.error is None
+    assert "pmd" not in _obs(backend)[("P0", "A", 300)].extra  # a real change splits it
+
+
 def test_shared_thp_after_fork_reads_the_head(backend: LiveBackend) -> None:
     _run_steps(backend, "P0: mmap A thp\nP0: fork P1")
     o = _obs(backend)

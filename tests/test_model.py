@@ -756,3 +756,18 @@ expect P0 A[15] {state}
 """
     ok(model_run(text.format(state="present"), "6.12"))
     ok(model_run(text.format(state="swapped"), "6.11"))
+
+
+@pytest.mark.parametrize("version", ["5.8", "6.2", "6.18"])
+def test_mprotect_to_the_protection_a_range_has_changes_nothing(version: str) -> None:
+    """mprotect_fixup() returns at once when a VMA's flags would not change: no split of
+    a huge PMD, no EINVAL for part of a hugetlb page, no upgrade of a read-only PTE."""
+    be = ModelBackend(KernelVersion.parse(version))
+    t = run(parse('P0: mmap A thp\nP0: mmap H hugetlb\nP0: mprotect A[0..255] rw\n'
+                  'P0: mprotect H[0..255] rw\n', "m.cow"), be)
+    assert all(rec.result.error is None for rec in t.steps)
+    mm = be.k.mms["P0"]
+    assert be.k.regions["A"] in mm.pmds and len(mm.vmas) == 2
+    be2 = ModelBackend(KernelVersion.parse(version))
+    run(parse('P0: mmap A thp\nP0: mprotect A[0..255] ro\n', "m.cow"), be2)
+    assert not be2.k.mms["P0"].pmds and len(be2.k.mms["P0"].vmas) == 2  # a real change

@@ -2,9 +2,9 @@
 
 The traces come from two backends running the same steps. Observations are compared field
 by field (page identity label, state, PG_anon_exclusive, mapcount, KSM, THP, hugetlb, zero
-page, data) after each step, and so are the values steps returned and the fault counts of
-labelled accesses. A field either side reports as unknown (``None``) is not compared, so an
-unobservable detail never counts as a divergence.
+page, data, and whether a PMD maps a THP page) after each step, and so are the values
+steps returned and the fault counts of labelled accesses. A field either side reports as
+unknown (``None``) is not compared, so an unobservable detail never counts as a divergence.
 """
 
 from __future__ import annotations
@@ -68,4 +68,7 @@ def diff(a: Trace, b: Trace) -> list[Divergence]:
                 if va is None or vb is None or va == vb:
                     continue
                 out.append(Divergence(line, text, f"{where} {f}", va, vb))
+            pa, pb = bool(oa.extra.get("pmd")), bool(ob.extra.get("pmd"))
+            if pa != pb and not (oa.huge or ob.huge):  # THP only: a hugetlb page is one entry
+                out.append(Divergence(line, text, f"{where} mapped by a PMD", pa, pb))
     return out

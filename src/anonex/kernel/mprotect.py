@@ -40,9 +40,25 @@ def can_change_pmd_writable(k: Kernel, pmd: Pmd) -> bool:
     return pf.PageAnonExclusive(head)
 
 
+def mprotect_changes(mm: MM, start: int, end: int, prot: str) -> list[tuple[int, int]]:
+    """The parts of ``[start, end)`` whose protection ``mprotect`` changes: one per VMA
+    that does not have *prot* already. ``mprotect_fixup()`` returns at once for a VMA
+    whose flags would not change: it splits neither the VMA nor a huge PMD, and leaves
+    its PTEs alone (a read-only PTE of an exclusive page stays read-only)."""
+    new = PROT[prot]
+    return [(max(start, v.start), min(end, v.end)) for v in mm.vmas
+            if v.start < end and start < v.end and v.flags & (VM_READ | VM_WRITE) != new]
+
+
 def mprotect(k: Kernel, mm: MM, start: int, end: int, prot: str) -> None:
     """``mprotect(start, len, prot)`` with prot one of none, ro, rw."""
-    new = PROT[prot]
+    for a, b in mprotect_changes(mm, start, end, prot):
+        _change_protection(k, mm, a, b, PROT[prot])
+
+
+def _change_protection(k: Kernel, mm: MM, start: int, end: int, new: int) -> None:
+    """``mprotect_fixup()`` of a range inside one VMA whose protection changes: split the
+    VMA and huge PMDs at the edges, then ``change_protection()``."""
     split_huge_pmds_at_edges(k, mm, start, end)
     for base, pmd in mm.pmds.items():
         if start <= base < end:
