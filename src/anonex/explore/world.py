@@ -22,6 +22,7 @@ from anonex.kernel.backend import ModelBackend
 from anonex.kernel.errors import KernelBug, Segfault
 from anonex.kernel.folio import Folio
 from anonex.kernel.gup import FOLL_WRITE
+from anonex.kernel.mprotect import mprotect_changes
 from anonex.kernel.pgtable import Pte
 from anonex.kernel.state import VM_MERGEABLE, VM_READ, VM_WRITE, Kernel
 from anonex.kernel.versions import Rules
@@ -80,10 +81,12 @@ class Outcome:
 class Space:
     """The model the checkers explore: one kernel version and one bound."""
 
-    def __init__(self, bounds: Bounds, version: KernelVersion, twins: bool = True) -> None:
-        """*twins*: skip the actions of twin processes (see :func:`canon.key_twins`)."""
+    def __init__(self, bounds: Bounds, version: KernelVersion, prune: bool = True) -> None:
+        """*prune*: skip actions that cannot lead to a state the others miss: those of
+        twin processes (see :func:`canon.key_twins`) and mprotect() to the protection a
+        range has already (a step that changes nothing)."""
         self.bounds = bounds
-        self.twins = twins
+        self.prune = prune
         self.version = version
         self.rules = Rules(version)
         self.layout = bounds.layout(Kernel(version).mthp_orders)
@@ -121,7 +124,8 @@ class Space:
         out: list[Action] = []
         live = sorted(k.mms, key=canon.proc_index)
         twins: frozenset[str] = frozenset()
-        if self.twins:
+        prune = self.prune
+        if prune:
             if w.twins is None:
                 self.key(w)
             twins = w.twins or twins
@@ -189,8 +193,13 @@ class Space:
                     if not full:
                         continue
                     if "mprotect" in ops:
-                        out.append(("mprotect", p, rname, idx, "ro"))
-                        out.append(("mprotect", p, rname, idx, "rw"))
+                        # a protection the range has already changes nothing (the
+                        # model's mprotect_changes(): mprotect_fixup() returns at once)
+                        lo = r.base if idx < 0 else r.base + idx
+                        hi = r.base + r.npages if idx < 0 else lo + 1
+                        for prot in ("ro", "rw"):
+                            if not prune or mprotect_changes(mm, lo, hi, prot):
+                                out.append(("mprotect", p, rname, idx, prot))
                     for adv in ("dontneed", "pageout", "dontfork", "wipeonfork", "mergeable",
                                 "populate-write"):
                         if adv in ops:
