@@ -22,6 +22,7 @@ from anonex.kernel.backend import ModelBackend
 from anonex.kernel.errors import KernelBug, Segfault
 from anonex.kernel.folio import Folio
 from anonex.kernel.gup import FOLL_WRITE
+from anonex.kernel.madvise import pageout_candidates
 from anonex.kernel.mprotect import mprotect_changes
 from anonex.kernel.pgtable import Pte
 from anonex.kernel.state import VM_MERGEABLE, VM_READ, VM_WRITE, Kernel
@@ -83,8 +84,9 @@ class Space:
 
     def __init__(self, bounds: Bounds, version: KernelVersion, prune: bool = True) -> None:
         """*prune*: skip actions that cannot lead to a state the others miss: those of
-        twin processes (see :func:`canon.key_twins`) and mprotect() to the protection a
-        range has already (a step that changes nothing)."""
+        twin processes (see :func:`canon.key_twins`), mprotect() to the protection a
+        range has already and MADV_PAGEOUT of a range with nothing to reclaim (steps that
+        change nothing, by the model's own mprotect_changes() and pageout_candidates())."""
         self.bounds = bounds
         self.prune = prune
         self.version = version
@@ -192,18 +194,21 @@ class Space:
                         out.append(("munmap", p, rname, idx, ""))
                     if not full:
                         continue
+                    lo = r.base if idx < 0 else r.base + idx
+                    hi = r.base + r.npages if idx < 0 else lo + 1
                     if "mprotect" in ops:
                         # a protection the range has already changes nothing (the
                         # model's mprotect_changes(): mprotect_fixup() returns at once)
-                        lo = r.base if idx < 0 else r.base + idx
-                        hi = r.base + r.npages if idx < 0 else lo + 1
                         for prot in ("ro", "rw"):
                             if not prune or mprotect_changes(mm, lo, hi, prot):
                                 out.append(("mprotect", p, rname, idx, prot))
                     for adv in ("dontneed", "pageout", "dontfork", "wipeonfork", "mergeable",
                                 "populate-write"):
-                        if adv in ops:
-                            out.append((adv, p, rname, idx, ""))
+                        if adv not in ops:
+                            continue
+                        if adv == "pageout" and prune and not pageout_candidates(mm, lo, hi):
+                            continue  # nothing the model's MADV_PAGEOUT would reclaim
+                        out.append((adv, p, rname, idx, ""))
                 if "split" in ops and r.kind == "thp" and mm.pmds:
                     out.append(("split", p, rname, -1, ""))
             if "fork" in ops and len(live) < self.bounds.procs:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from anonex.kernel.errors import Segfault
 from anonex.kernel.fault import FAULT_FLAG_WRITE, handle_mm_fault
+from anonex.kernel.folio import Folio
 from anonex.kernel.mmap import split_huge_pmds_at_edges, split_range, vma_merge, zap_range
 from anonex.kernel.pgtable import Pte
 from anonex.kernel.state import (
@@ -96,6 +97,15 @@ def madvise_pageout(k: Kernel, mm: MM, start: int, end: int) -> None:
         if mm.vma_or_fault(vpn).flags & VM_HUGETLB:
             raise Segfault("EINVAL: MADV_PAGEOUT on a hugetlb VMA")
 
+    for folio in pageout_candidates(mm, start, end):
+        shrink_folio(k, folio)
+
+
+def pageout_candidates(mm: MM, start: int, end: int) -> list[Folio]:
+    """The folios ``MADV_PAGEOUT`` of ``[start, end)`` tries to reclaim
+    (``madvise_cold_or_pageout_pte_range``): anon folios mapped by this process alone and,
+    when large, only inside the range. An empty list: the call changes nothing."""
+    out: list[Folio] = []
     seen: set[int] = set()
     for vpn in range(start, end):
         pmd = mm.pmd_at(vpn)
@@ -118,7 +128,8 @@ def madvise_pageout(k: Kernel, mm: MM, start: int, end: int) -> None:
                 continue  # the kernel would split the folio first; anonex leaves it
         elif folio.mapcount_total() != 1:
             continue
-        shrink_folio(k, folio)
+        out.append(folio)
+    return out
 
 
 def _mapped_only_within(mm: MM, folio: object, start: int, end: int) -> bool:
