@@ -24,7 +24,8 @@ COMPILED = sorted(
     str(p.relative_to(HERE))
     for p in [*(SRC / "anonex" / "kernel").glob("*.py"),
               *(SRC / "anonex" / "explore" / m for m in (
-                  "clone.py", "canon.py", "world.py", "properties.py", "space.py"))]
+                  "clone.py", "canon.py", "world.py", "properties.py", "space.py",
+                  "expand.py"))]
     if p.name not in ("versions.py", "__init__.py"))
 
 BUILDS = ("build", "build_ext", "bdist_wheel", "editable_wheel", "develop", "install")

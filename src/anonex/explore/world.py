@@ -44,7 +44,7 @@ class World:
         # of the state is computed
         self.twins: frozenset[str] | None = None
         # folios the steps to this state freed: their folio <-> page cycles are broken
-        # when the state is dropped (see search._dispose)
+        # when the state is dropped (see expand.dispose)
         self.garbage: list[Folio] = []
 
     @property
