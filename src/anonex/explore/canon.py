@@ -29,10 +29,10 @@ model's classes, and check on explored states that equal keys mean equal success
 from __future__ import annotations
 
 import itertools
+import struct
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from anonex.kernel.folio import Folio
 from anonex.kernel.oracle import Oracle
@@ -267,10 +267,23 @@ def key_twins(k: Kernel, oracle: Oracle, lay: Layout) -> tuple[bytes, frozenset[
             orbit = sorted({o[i] for o in ties}, key=proc_index)
             out.update(orbit[:-1])
         twins = frozenset(out)
+    return _pack(best), twins
+
+
+_PACKERS: dict[int, struct.Struct] = {}
+
+
+def _pack(enc: list[int]) -> bytes:
+    """The encoding as bytes: 32-bit integers, or 64-bit ones (after a ``q``) when some
+    value needs it."""
+    n = len(enc)
+    packer = _PACKERS.get(n)
+    if packer is None:
+        packer = _PACKERS[n] = struct.Struct(f"{n}i")
     try:
-        return array("i", best).tobytes(), twins
-    except OverflowError:
-        return b"q" + array("q", best).tobytes(), twins
+        return packer.pack(*enc)
+    except struct.error:
+        return b"q" + array("q", enc).tobytes()
 
 
 def encode(k: Kernel, oracle: Oracle, lay: Layout, order: Sequence[str]) -> list[int]:
@@ -293,7 +306,6 @@ def encode(k: Kernel, oracle: Oracle, lay: Layout, order: Sequence[str]) -> list
     ext = out.extend
 
     nm = _Numbering(fidx, folios, tags, sidx, swap, out)
-    fid, tag, slot = nm.fid, nm.tag, nm.slot
 
     # processes
     ap(len(order))
@@ -316,37 +328,40 @@ def encode(k: Kernel, oracle: Oracle, lay: Layout, order: Sequence[str]) -> list
         if pmds:
             for b in sorted(pmds):
                 p = pmds[b]
-                ext((b - base, fid(p.folio), p.write, p.dirty))
+                ext((b - base, nm.fid(p.folio), p.write, p.dirty))
         pt = mm.ptes
         ap(len(pt))
         get = pt.get
         for vpn in vpns:
-            e: Any = get(vpn)
+            e = get(vpn)
             if e is None:
                 ap(-1)
-                continue
-            t = e.__class__
-            if t is Pte:
+            elif isinstance(e, Pte):
                 pg = e.page
                 f = pg.folio
                 i = fidx.get(id(f))
                 if i is None:
                     i = fidx[id(f)] = len(folios)
                     folios.append(f)
-                ext((0, i, pg.index, e.write, e.dirty, e.special))
-            elif t is SwapPte:
+                ap(0)
+                ap(i)
+                ap(pg.index)
+                ap(e.write)
+                ap(e.dirty)
+                ap(e.special)
+            elif isinstance(e, SwapPte):
                 ap(1)
-                slot(e.slot)
+                nm.slot(e.slot)
                 ap(e.exclusive)
-            elif t is MigrationPte:
+            elif isinstance(e, MigrationPte):
                 pg = e.page
-                ext((2, fid(pg.folio), pg.index, _MIG[e.kind]))
-            elif t is DeviceExclusivePte:
+                ext((2, nm.fid(pg.folio), pg.index, _MIG[e.kind]))
+            elif isinstance(e, DeviceExclusivePte):
                 pg = e.page
-                ext((3, fid(pg.folio), pg.index))
+                ext((3, nm.fid(pg.folio), pg.index))
             else:
-                raise TypeError(f"explore: page-table entry {t.__name__} is not in the key; "
-                                "teach anonex.explore.canon about it")
+                raise TypeError(f"explore: page-table entry {type(e).__name__} is not in the "
+                                "key; teach anonex.explore.canon about it")
     # pipes and pins
     for table, is_pin in ((k.pipes, False), (k.pins, True)):
         ap(len(table))
@@ -363,13 +378,13 @@ def encode(k: Kernel, oracle: Oracle, lay: Layout, order: Sequence[str]) -> list
             ap(len(h.refs))
             for r in h.refs:
                 pg = r.page
-                ext((fid(pg.folio), pg.index, pidx.get(r.mm, -1), r.vpn - base))
+                ext((nm.fid(pg.folio), pg.index, pidx.get(r.mm, -1), r.vpn - base))
     # the swap device: slots held only by the swap cache, then KSM registration
     if swap:
         for s in sorted(swap):
             c = swap[s].cache
             if c is not None:
-                fid(c)
+                nm.fid(c)
     ap(len(swap))
     if lay.ksm or k.ksm_mms:
         ksm = [pidx[n] for n in k.ksm_mms if n in pidx]
@@ -383,7 +398,7 @@ def encode(k: Kernel, oracle: Oracle, lay: Layout, order: Sequence[str]) -> list
         _generic(k, x_kernel, out)
     # folios, in order of first sight (the list grows while it is walked: swap caches)
     zp = k.zero_folio.pages[0]
-    ext((zp.flags, zp.mapcount, tag(zp.data), k.zero_folio.refcount))
+    ext((zp.flags, zp.mapcount, nm.tag(zp.data), k.zero_folio.refcount))
     i = 0
     while i < len(folios):
         f = folios[i]
@@ -404,7 +419,7 @@ def encode(k: Kernel, oracle: Oracle, lay: Layout, order: Sequence[str]) -> list
                 _generic(pg, x_page, out)
         else:
             for pg in pages[:explicit]:
-                ext((pg.flags, pg.mapcount, tag(pg.data)))
+                ext((pg.flags, pg.mapcount, nm.tag(pg.data)))
                 if x_page:
                     _generic(pg, x_page, out)
             mc = f.mm_counts
@@ -425,14 +440,14 @@ def encode(k: Kernel, oracle: Oracle, lay: Layout, order: Sequence[str]) -> list
                     ap(-3)
                 else:
                     ext((sl.count, len(sl.data)))
-                    ext([tag(d) for d in sl.data])
+                    ext([nm.tag(d) for d in sl.data])
                     ap(sl.cache is f)
     # swap slots without a cache, in order of first sight
     by_id = sorted(sidx.items(), key=lambda kv: kv[1])
     for s, _ in by_id:
         sl = swap[s]
         ext((sl.count, len(sl.data)))
-        ext([tag(d) for d in sl.data])
+        ext([nm.tag(d) for d in sl.data])
     # the oracle: each process's memory, what pipes may show, where pins point
     mem_get = oracle.mem.get
     for name in order:
@@ -458,7 +473,7 @@ def encode(k: Kernel, oracle: Oracle, lay: Layout, order: Sequence[str]) -> list
                 else:
                     ap(0)
                 if not is_pin:
-                    acc = sorted(tag(x) for x in sorted(oref.accepted))
+                    acc = sorted(nm.tag(x) for x in sorted(oref.accepted))
                     ap(len(acc))
                     ext(acc)
     return out
