@@ -5,12 +5,13 @@ behind one function, :func:`explore`.
 (:func:`order`) and each level's states in the order of their paths, so the first path
 that reaches a state, or breaks a property, is the least one of its length: results do not
 depend on timing or on the number of workers. With ``workers > 1`` each level is split
-among forked worker processes, which inherit the seen-state store and the level's states
-copy-on-write, skip what was seen, and send back the keys of new states with their paths,
-findings and sometimes-hits (a few hundred bytes, where a pickled state can take 50 kB);
-meanwhile the parent merges them, keeping for each state its least path, and rebuilds each
-new state by running its last step on its parent (one step, against the workers' several
-per state).
+between the parent and ``workers - 1`` forked worker processes, which inherit the
+seen-state store and the level's states copy-on-write, skip what was seen, and send back
+the keys of new states with their paths, findings and sometimes-hits (a few hundred bytes,
+where a pickled state can take 50 kB); the parent expands its own share and, between
+batches of it, merges what the workers sent, keeping for each state its least path, and
+rebuilds each new state a worker found by running its last step on its parent (one step,
+against the workers' several per state).
 
 **Depth-first** keeps one path at a time (states seen deeper are explored again when met
 higher up, so nothing within the bound is missed), on one core; its counterexamples are not
@@ -402,8 +403,6 @@ def _bfs(space: Space, opts: Options, chk: _Check, clock: _Clock, res: Result) -
                         keep=True)
             else:
                 _parallel_level(space, chk, frontier, store, workers, merge, count)
-                for w, _ in frontier:
-                    _dispose(w)
             nxt: list[Item] = []
             for path, w, sf in level.values():
                 if sf:
@@ -427,17 +426,22 @@ def _bfs(space: Space, opts: Options, chk: _Check, clock: _Clock, res: Result) -
 def _parallel_level(space: Space, chk: _Check, frontier: list[Item],
                     store: StateStore | FingerprintStore, workers: int,
                     merge: Callable[[Record], None], count: Callable[[int], None]) -> None:
-    """Expand one level in *workers* forked processes and merge what they send."""
+    """Expand one level in the parent and *workers* - 1 forked workers, merging what the
+    workers send while the parent expands its own share (a worker waits when its pipe is
+    full). The states of the level are disposed of."""
+    # interleaved equal shares (states of one level are alike in cost; a larger share
+    # for the parent, which also merges, measured slower)
+    shares = [list(range(i, len(frontier), workers)) for i in range(workers)]
     children: list[tuple[int, Connection]] = []
     try:
-        for i in range(workers):
+        for share in shares[1:]:
             r, wr = Pipe(duplex=False)
             pid = os.fork()
             if pid == 0:  # pragma: no cover - runs in the child
                 r.close()
                 code = 0
                 try:
-                    _child(space, chk, frontier, range(i, len(frontier), workers), store, wr)
+                    _child(space, chk, frontier, share, store, wr)
                 except BaseException as e:  # report, never unwind into the parent's code
                     with contextlib.suppress(Exception):
                         wr.send_bytes(pickle.dumps(("error", f"{type(e).__name__}: {e}")))
@@ -446,8 +450,9 @@ def _parallel_level(space: Space, chk: _Check, frontier: list[Item],
             wr.close()
             children.append((pid, r))
         open_ = {r: pid for pid, r in children}
-        while open_:
-            for conn in wait(list(open_)):
+
+        def drain(timeout: float | None) -> None:
+            for conn in wait(list(open_), timeout):
                 assert isinstance(conn, Connection)
                 try:
                     msg = pickle.loads(conn.recv_bytes())
@@ -464,10 +469,22 @@ def _parallel_level(space: Space, chk: _Check, frontier: list[Item],
                 for rec in records:
                     merge(rec)
                 count(n)
+
+        own = shares[0]
+        for lo in range(0, len(own), 16):
+            _expand(space, chk, frontier, own[lo:lo + 16], store, None, merge, count,
+                    keep=True)
+            if open_:
+                drain(0)
+        while open_:
+            drain(None)
     finally:
         for pid, r in children:
             _reap(pid)
             r.close()
+        for share in shares[1:]:  # the parent's own were disposed of as it expanded them
+            for i in share:
+                _dispose(frontier[i][0])
 
 
 def _reap(pid: int) -> None:
@@ -481,7 +498,7 @@ def _reap(pid: int) -> None:
         pass
 
 
-def _child(space: Space, chk: _Check, items: list[Item], which: range,
+def _child(space: Space, chk: _Check, items: list[Item], which: list[int],
            store: StateStore | FingerprintStore, conn: Connection) -> None:  # pragma: no cover
     """A worker: expand *items*, send batches of records, then "done"."""
     batch: list[Record] = []
