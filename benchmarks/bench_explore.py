@@ -4,7 +4,9 @@ stored state, and the time to exhaust the default bound.
 Run by hand: ``python benchmarks/bench_explore.py [--quick]``. Targets (issue 6): ≥ 50,000
 distinct states/s on one core with the full model; the default bound exhausted in under
 60 s on 2 cores. Wall time depends on what else runs on the machine, so each line also
-gives the CPU time of the search (parent and workers) and the load average.
+gives the CPU time of the search (parent and workers) and the load average. The first line
+says whether the model runs compiled (``pip install`` compiles it with mypyc) or as Python
+(``ANONEX_PURE=1`` to compare).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import sys
 import time
 from dataclasses import dataclass
 
+from anonex import BUILD
 from anonex.explore.cli import DEFAULT_SCOPES, scope_depth
 from anonex.explore.search import Options, Result, explore
 from anonex.explore.space import Bounds
@@ -51,7 +54,7 @@ def show(r: Run) -> None:
 def main() -> None:
     quick = "--quick" in sys.argv
     cores = os.cpu_count() or 1
-    print(f"{cores} cores, load average {os.getloadavg()[0]:.2f} before the runs")
+    print(f"model: {BUILD}; {cores} cores, load average {os.getloadavg()[0]:.2f} before the runs")
     depth = 6 if quick else 7
     one = run(f"6.18 anon depth {depth}, 1 core", "6.18", ("anon",), depth, 1)
     show(one)
