@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from setuptools import setup
+from setuptools.command.build_ext import build_ext
 
 HERE = Path(__file__).parent
 SRC = HERE / "src"
@@ -31,11 +32,16 @@ COMPILED = sorted(
 BUILDS = ("build", "build_ext", "bdist_wheel", "editable_wheel", "develop", "install")
 
 
+def remove_compiled() -> None:
+    """Remove the compiled modules an earlier editable install left beside the sources."""
+    for ext in [*SRC.glob("*__mypyc*"), *(SRC / "anonex").rglob("*.so")]:
+        ext.unlink()
+
+
 def ext_modules() -> list[object]:
     if os.environ.get("ANONEX_COMPILE", "1") == "0":
         if any(cmd in sys.argv for cmd in BUILDS):  # no compiled module left behind
-            for ext in [*SRC.glob("*__mypyc*"), *(SRC / "anonex").rglob("*.so")]:
-                ext.unlink()
+            remove_compiled()
         return []
     if not any(cmd in sys.argv for cmd in BUILDS):
         return []  # metadata only: no need to type-check and generate C
@@ -49,4 +55,20 @@ def ext_modules() -> list[object]:
     return list(mypycify(COMPILED, opt_level="3"))
 
 
-setup(ext_modules=ext_modules())
+class OptionalBuildExt(build_ext):
+    """Compile if possible: without a C compiler or the Python headers the install goes on
+    as pure Python (the same code, slower), saying so."""
+
+    def run(self) -> None:
+        try:
+            super().run()
+        except Exception as e:  # a compiler error of any kind: build nothing at all
+            for ext in self.extensions:  # compiled modules go together or not at all
+                Path(self.get_ext_fullpath(ext.name)).unlink(missing_ok=True)
+            remove_compiled()
+            msg = (f"anonex: compiling the model failed ({type(e).__name__}: {e}); "
+                   "installing it as pure Python")
+            print(msg, file=sys.stderr)
+
+
+setup(ext_modules=ext_modules(), cmdclass={"build_ext": OptionalBuildExt})
