@@ -172,17 +172,20 @@ def test_states_with_one_key_have_the_same_successors(version: str, kinds: tuple
             assert _successors(space, w) == first
 
 
-@pytest.mark.parametrize("version,kinds,depth,procs", [
-    ("5.7", ("anon",), 5, 2), ("6.18", ("anon",), 4, 3), ("6.18", ("hugetlb",), 4, 2),
-    ("6.18", ("thp",), 3, 2)])
+@pytest.mark.parametrize("version,kinds,depth,procs,ops", [
+    ("5.7", ("anon",), 5, 2, None), ("6.18", ("anon",), 4, 3, None),
+    ("6.18", ("hugetlb",), 4, 2, None), ("6.18", ("thp",), 3, 2, None),
+    ("6.18", ("thp",), 3, 2, ("write", "fork", "mprotect", "pageout", "dontfork", "wipeonfork",
+                              "mergeable", "ksm-scan"))])
 def test_pruning_reaches_every_state(version: str, kinds: tuple[str, ...], depth: int,
-                                     procs: int) -> None:
+                                     procs: int, ops: tuple[str, ...] | None) -> None:
     """Actions of twin processes lead to states symmetric to those of the process they
     are twinned with, and mprotect() to the protection a range has changes nothing:
     skipping them loses no state, level by level, and no violation."""
     got = {}
     for prune in (False, True):
-        space = _space(version, prune, kinds=kinds, procs=procs, depth=depth)
+        extra = {"ops": ops} if ops else {}
+        space = _space(version, prune, kinds=kinds, procs=procs, depth=depth, **extra)
         res = explore(space, Options())
         got[prune] = (res.levels, sorted(res.violations), sorted(res.reached),
                       res.stats.generated)

@@ -22,7 +22,7 @@ from anonex.kernel.backend import ModelBackend
 from anonex.kernel.errors import KernelBug, Segfault
 from anonex.kernel.folio import Folio
 from anonex.kernel.gup import FOLL_WRITE
-from anonex.kernel.madvise import pageout_candidates
+from anonex.kernel.madvise import madvise_changes, pageout_candidates
 from anonex.kernel.mprotect import mprotect_changes
 from anonex.kernel.pgtable import Pte
 from anonex.kernel.state import VM_MERGEABLE, VM_READ, VM_WRITE, Kernel
@@ -84,9 +84,10 @@ class Space:
 
     def __init__(self, bounds: Bounds, version: KernelVersion, prune: bool = True) -> None:
         """*prune*: skip actions that cannot lead to a state the others miss: those of
-        twin processes (see :func:`canon.key_twins`), mprotect() to the protection a
-        range has already and MADV_PAGEOUT of a range with nothing to reclaim (steps that
-        change nothing, by the model's own mprotect_changes() and pageout_candidates())."""
+        twin processes (see :func:`canon.key_twins`), and steps that change nothing by the
+        model's own account: mprotect() to the protection a range has already, madvise()
+        of a VMA flag it has already (mprotect_changes(), madvise_changes()), and
+        MADV_PAGEOUT of a range with nothing to reclaim (pageout_candidates())."""
         self.bounds = bounds
         self.prune = prune
         self.version = version
@@ -208,6 +209,8 @@ class Space:
                             continue
                         if adv == "pageout" and prune and not pageout_candidates(mm, lo, hi):
                             continue  # nothing the model's MADV_PAGEOUT would reclaim
+                        if prune and madvise_changes(mm, lo, hi, adv) is False:
+                            continue  # a VMA flag the range has already
                         out.append((adv, p, rname, idx, ""))
                 if "split" in ops and r.kind == "thp" and mm.pmds:
                     out.append(("split", p, rname, -1, ""))

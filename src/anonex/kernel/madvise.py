@@ -11,7 +11,7 @@ from __future__ import annotations
 from anonex.kernel.errors import Segfault
 from anonex.kernel.fault import FAULT_FLAG_WRITE, handle_mm_fault
 from anonex.kernel.folio import Folio
-from anonex.kernel.mmap import split_huge_pmds_at_edges, split_range, vma_merge, zap_range
+from anonex.kernel.mmap import update_vma_flags, vma_flag_changes, zap_range
 from anonex.kernel.pgtable import Pte
 from anonex.kernel.state import (
     MM,
@@ -26,26 +26,30 @@ from anonex.kernel.state import (
 )
 from anonex.observation import Unsupported
 
+# advice -> (VMA flags set, VMA flags cleared)
 _VMA_FLAG = {
-    "hugepage": (VM_HUGEPAGE, True),
-    "nohugepage": (VM_HUGEPAGE, False),
-    "dontfork": (VM_DONTCOPY, True),
-    "dofork": (VM_DONTCOPY, False),
-    "wipeonfork": (VM_WIPEONFORK, True),
-    "keeponfork": (VM_WIPEONFORK, False),
+    "hugepage": (VM_HUGEPAGE, VM_NOHUGEPAGE),
+    "nohugepage": (VM_NOHUGEPAGE, VM_HUGEPAGE),
+    "dontfork": (VM_DONTCOPY, 0),
+    "dofork": (0, VM_DONTCOPY),
+    "wipeonfork": (VM_WIPEONFORK, 0),
+    "keeponfork": (0, VM_WIPEONFORK),
+    "mergeable": (VM_MERGEABLE, 0),
 }
+
+
+def madvise_changes(mm: MM, start: int, end: int, advice: str) -> bool | None:
+    """Whether an advice that sets VMA flags would change any VMA of the range (False: the
+    call changes nothing); None for other advices."""
+    if advice not in _VMA_FLAG:
+        return None
+    return bool(vma_flag_changes(mm, start, end, *_VMA_FLAG[advice]))
 
 
 def madvise(k: Kernel, mm: MM, start: int, end: int, advice: str) -> None:
     """``madvise(start, len, advice)``."""
-    if advice in _VMA_FLAG:
-        bit, on = _VMA_FLAG[advice]
-        split_huge_pmds_at_edges(k, mm, start, end)  # vma_adjust_trans_huge()
-        for vma in split_range(mm, start, end):
-            vma.flags = vma.flags | bit if on else vma.flags & ~bit
-            if advice in ("hugepage", "nohugepage"):
-                vma.flags = vma.flags | VM_NOHUGEPAGE if not on else vma.flags & ~VM_NOHUGEPAGE
-        vma_merge(mm)
+    if advice in _VMA_FLAG and advice != "mergeable":
+        update_vma_flags(k, mm, start, end, *_VMA_FLAG[advice])
         return
     for vpn in range(start, end):
         mm.vma_or_fault(vpn)
@@ -66,10 +70,7 @@ def madvise(k: Kernel, mm: MM, start: int, end: int, advice: str) -> None:
     elif advice == "pageout":
         madvise_pageout(k, mm, start, end)
     elif advice == "mergeable":
-        split_huge_pmds_at_edges(k, mm, start, end)
-        for vma in split_range(mm, start, end):
-            vma.flags |= VM_MERGEABLE
-        vma_merge(mm)
+        update_vma_flags(k, mm, start, end, *_VMA_FLAG[advice])
         if mm.name not in k.ksm_mms:
             k.ksm_mms.append(mm.name)  # __ksm_enter()
     elif advice == "collapse":
@@ -80,9 +81,7 @@ def madvise(k: Kernel, mm: MM, start: int, end: int, advice: str) -> None:
         from anonex.kernel.ksm import break_ksm
 
         break_ksm(k, mm, start, end)
-        for vma in split_range(mm, start, end):
-            vma.flags &= ~VM_MERGEABLE
-        vma_merge(mm)
+        update_vma_flags(k, mm, start, end, 0, VM_MERGEABLE)
     else:
         raise Unsupported(f"madvise {advice}: not in the model yet (next issue: KSM, THP)")
 

@@ -37,6 +37,30 @@ def mmap_anon(k: Kernel, mm: MM, start: int, npages: int, extra_flags: int = 0) 
     return vma
 
 
+def vma_flag_changes(mm: MM, start: int, end: int, set_bits: int,
+                     clear_bits: int) -> list[tuple[int, int]]:
+    """The parts of ``[start, end)``, one per VMA, whose flags setting *set_bits* and
+    clearing *clear_bits* would change. ``mprotect_fixup()`` and ``madvise_update_vma()``
+    return at once for a VMA whose flags stay the same: they split neither the VMA nor a
+    huge PMD in it."""
+    return [(max(start, v.start), min(end, v.end)) for v in mm.vmas
+            if v.start < end and start < v.end
+            and (v.flags | set_bits) & ~clear_bits != v.flags]
+
+
+def update_vma_flags(k: Kernel, mm: MM, start: int, end: int, set_bits: int,
+                     clear_bits: int) -> None:
+    """``madvise_update_vma()``: split the VMAs (and huge PMDs) at the edges of each part
+    whose flags change, and change them; parts whose flags stay are left alone."""
+    spans = vma_flag_changes(mm, start, end, set_bits, clear_bits)
+    for a, b in spans:
+        split_huge_pmds_at_edges(k, mm, a, b)  # vma_adjust_trans_huge()
+        for vma in split_range(mm, a, b):
+            vma.flags = (vma.flags | set_bits) & ~clear_bits
+    if spans:
+        vma_merge(mm)
+
+
 def split_range(mm: MM, start: int, end: int) -> list[VMA]:
     """Split VMAs at *start* and *end* (``split_vma``) and return those inside the range."""
     out: list[VMA] = []

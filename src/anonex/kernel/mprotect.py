@@ -11,7 +11,12 @@ from __future__ import annotations
 
 from anonex.kernel import flags as pf
 from anonex.kernel.fault import vm_normal_page
-from anonex.kernel.mmap import split_huge_pmds_at_edges, split_range, vma_merge
+from anonex.kernel.mmap import (
+    split_huge_pmds_at_edges,
+    split_range,
+    vma_flag_changes,
+    vma_merge,
+)
 from anonex.kernel.pgtable import Pmd, Pte
 from anonex.kernel.state import MM, VM_READ, VM_WRITE, Kernel
 
@@ -46,8 +51,7 @@ def mprotect_changes(mm: MM, start: int, end: int, prot: str) -> list[tuple[int,
     whose flags would not change: it splits neither the VMA nor a huge PMD, and leaves
     its PTEs alone (a read-only PTE of an exclusive page stays read-only)."""
     new = PROT[prot]
-    return [(max(start, v.start), min(end, v.end)) for v in mm.vmas
-            if v.start < end and start < v.end and v.flags & (VM_READ | VM_WRITE) != new]
+    return vma_flag_changes(mm, start, end, new, (VM_READ | VM_WRITE) & ~new)
 
 
 def mprotect(k: Kernel, mm: MM, start: int, end: int, prot: str) -> None:
