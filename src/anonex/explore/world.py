@@ -22,7 +22,7 @@ from anonex.kernel.backend import ModelBackend
 from anonex.kernel.errors import KernelBug, Segfault
 from anonex.kernel.folio import Folio
 from anonex.kernel.gup import FOLL_WRITE
-from anonex.kernel.madvise import madvise_changes, pageout_candidates
+from anonex.kernel.madvise import madvise_changes, pageout_changes
 from anonex.kernel.mprotect import mprotect_changes
 from anonex.kernel.pgtable import Pte
 from anonex.kernel.state import VM_MERGEABLE, VM_READ, VM_WRITE, Kernel
@@ -87,7 +87,7 @@ class Space:
         twin processes (see :func:`canon.key_twins`), and steps that change nothing by the
         model's own account: mprotect() to the protection a range has already, madvise()
         of a VMA flag it has already (mprotect_changes(), madvise_changes()), and
-        MADV_PAGEOUT of a range with nothing to reclaim (pageout_candidates())."""
+        MADV_PAGEOUT of a range with nothing to reclaim or split (pageout_changes())."""
         self.bounds = bounds
         self.prune = prune
         self.version = version
@@ -207,8 +207,8 @@ class Space:
                                 "populate-write"):
                         if adv not in ops:
                             continue
-                        if adv == "pageout" and prune and not pageout_candidates(mm, lo, hi):
-                            continue  # nothing the model's MADV_PAGEOUT would reclaim
+                        if adv == "pageout" and prune and not pageout_changes(mm, lo, hi):
+                            continue  # nothing the model's MADV_PAGEOUT would do
                         if prune and madvise_changes(mm, lo, hi, adv) is False:
                             continue  # a VMA flag the range has already
                         out.append((adv, p, rname, idx, ""))

@@ -89,22 +89,41 @@ def madvise(k: Kernel, mm: MM, start: int, end: int, advice: str) -> None:
 def madvise_pageout(k: Kernel, mm: MM, start: int, end: int) -> None:
     """``MADV_PAGEOUT``: reclaim anon pages that only this process maps (others are skipped
     silently, as are the zero page and pinned pages); EINVAL on hugetlb VMAs
-    (``can_madv_lru_vma``)."""
+    (``can_madv_lru_vma``). A large folio the range covers only in part is split first
+    (``split_folio()``, refused when something else holds a reference), and its pages in
+    the range are reclaimed as small ones."""
     from anonex.kernel.swap import shrink_folio
+    from anonex.kernel.thp import split_folio
 
     for vpn in range(start, end):
         if mm.vma_or_fault(vpn).flags & VM_HUGETLB:
             raise Segfault("EINVAL: MADV_PAGEOUT on a hugetlb VMA")
 
+    for folio in _pageout_walk(mm, start, end)[1]:
+        split_folio(k, folio)
     for folio in pageout_candidates(mm, start, end):
         shrink_folio(k, folio)
 
 
 def pageout_candidates(mm: MM, start: int, end: int) -> list[Folio]:
-    """The folios ``MADV_PAGEOUT`` of ``[start, end)`` tries to reclaim
+    """The folios ``MADV_PAGEOUT`` of ``[start, end)`` reclaims as they are
     (``madvise_cold_or_pageout_pte_range``): anon folios mapped by this process alone and,
-    when large, only inside the range. An empty list: the call changes nothing."""
-    out: list[Folio] = []
+    when large, only inside the range."""
+    return _pageout_walk(mm, start, end)[0]
+
+
+def pageout_changes(mm: MM, start: int, end: int) -> bool:
+    """Whether ``MADV_PAGEOUT`` of the range has anything to do: a folio to reclaim, or a
+    large folio to split first (False: the call changes nothing)."""
+    take, split = _pageout_walk(mm, start, end)
+    return bool(take or split)
+
+
+def _pageout_walk(mm: MM, start: int, end: int) -> tuple[list[Folio], list[Folio]]:
+    """The anon folios of the range mapped by this process alone: those reclaimed as they
+    are, and the large ones the range covers only in part (split first)."""
+    take: list[Folio] = []
+    split: list[Folio] = []
     seen: set[int] = set()
     for vpn in range(start, end):
         pmd = mm.pmd_at(vpn)
@@ -124,11 +143,13 @@ def pageout_candidates(mm: MM, start: int, end: int) -> list[Folio]:
                     p.mapcount > 1 for p in folio.pages) or folio.entire_mapcount > 1:
                 continue
             if not _mapped_only_within(mm, folio, start, end):
-                continue  # the kernel would split the folio first; anonex leaves it
+                if not folio.hugetlb:
+                    split.append(folio)
+                continue
         elif folio.mapcount_total() != 1:
             continue
-        out.append(folio)
-    return out
+        take.append(folio)
+    return take, split
 
 
 def _mapped_only_within(mm: MM, folio: object, start: int, end: int) -> bool:
