@@ -8,7 +8,9 @@ pipes, pins, folios, swap slots) with four identities made canonical:
 * **physical pages** (folios) are numbered in order of first sight, so the page-frame
   numbers an allocation order produced do not matter;
 * **swap slots** likewise; a slot in the swap cache is named by its folio and offset
-  (``folio->swap + i``), so large-folio slot ranges keep their shape;
+  (``folio->swap + i``), so large-folio slot ranges keep their shape; other slots keep
+  their number modulo the largest mTHP size, which mTHP swap-in looks at
+  (:func:`slot_residue`);
 * **tags** (page contents) are numbered in order of first sight, "" (never written) being
   0: tags are interchangeable, the model only compares them;
 * **processes** are interchangeable, P0 included (it may exit and leave a child in its
@@ -59,7 +61,9 @@ ENCODED: dict[str, frozenset[str]] = {
     "SwapSlot": frozenset({"data", "count", "cache"}),
     "_Ref": frozenset({"mm", "vpn", "attached", "accepted"}),
     "Kernel": frozenset({"mms", "zero_folio", "pipes", "pins", "swap", "ksm_mms",
-                         "ksm_use_zero_pages", "thp_use_zero_page"}),
+                         "ksm_use_zero_pages", "thp_use_zero_page",
+                         # only modulo the largest mTHP: see slot_residue()
+                         "next_slot"}),
     "Oracle": frozenset({"mem", "pipes", "pins"}),
 }
 # Fields that do not change what the model does next (or are constant in one search).
@@ -67,7 +71,7 @@ IGNORED: dict[str, frozenset[str]] = {
     "Folio": frozenset({"pfn", "layout"}),
     "Page": frozenset({"folio", "index"}),
     "MM": frozenset({"name"}),
-    "Kernel": frozenset({"version", "rules", "next_pfn", "next_slot", "regions", "freed",
+    "Kernel": frozenset({"version", "rules", "next_pfn", "regions", "freed",
                          "nr_faults", "mthp_orders", "layout", "injected",
                          # the huge zero folio, allocated on first use; PMDs that map it
                          # are encoded like any other
@@ -113,7 +117,9 @@ class Layout:
     region, the explored indexes and one more of a huge region), ascending; ``explicit``:
     how many leading pages of a large folio are encoded; ``handles``: pipe and pin names;
     ``ksm``: whether process creation order matters (KSM scans in that order);
-    ``extra``: fields of the model this module does not know yet, encoded generically.
+    ``extra``: fields of the model this module does not know yet, encoded generically;
+    ``slots_mod``: the mTHP block size where an mTHP swap-in can happen, else 1 (see
+    :func:`slot_residue`).
     """
 
     vpns: tuple[int, ...]
@@ -121,6 +127,7 @@ class Layout:
     handles: tuple[str, ...]
     ksm: bool = False
     extra: dict[str, tuple[str, ...]] = field(default_factory=_check_unknown)
+    slots_mod: int = 1
 
 
 def proc_index(name: str) -> int:
@@ -188,15 +195,26 @@ def _generic(obj: object, names: tuple[str, ...], out: list[int]) -> None:
         out.append(hash(v) & 0x7FFFFFFF)
 
 
+def slot_residue(k: Kernel, lay: Layout) -> int:
+    """The modulus of swap slot numbers that the model's behaviour depends on: an mTHP
+    swap-in (6.12+) needs the faulting slot placed in its range as the page in its block,
+    so where the search space allows one (``lay.slots_mod``) slot numbers, and the next
+    slot to allocate, count modulo the largest mTHP size; otherwise only their identity
+    counts (1)."""
+    return lay.slots_mod if k.rules.mthp_swapin else 1
+
+
 class _Numbering:
     """The canonical numbers of one encoding: folios and swap slots in order of first
     sight, tags likewise (a class rather than closures: closures that call each other
     make reference cycles, which the explorer keeps the cyclic collector away from)."""
 
-    __slots__ = ("fidx", "folios", "out", "sidx", "swap", "tags")
+    __slots__ = ("fidx", "folios", "mod", "out", "sidx", "swap", "tags")
 
     def __init__(self, fidx: dict[int, int], folios: list[Folio], tags: dict[str, int],
-                 sidx: dict[int, int], swap: dict[int, SwapSlot], out: list[int]) -> None:
+                 sidx: dict[int, int], swap: dict[int, SwapSlot], out: list[int],
+                 mod: int) -> None:
+        self.mod = mod
         self.fidx = fidx
         self.folios = folios
         self.tags = tags
@@ -232,7 +250,7 @@ class _Numbering:
         i = sidx.get(s)
         if i is None:
             i = sidx[s] = len(sidx)
-        self.out.extend((-2, i))
+        self.out.extend((-2, i, s % self.mod))
 
 
 def key(k: Kernel, oracle: Oracle, lay: Layout) -> bytes:
@@ -305,7 +323,8 @@ def encode(k: Kernel, oracle: Oracle, lay: Layout, order: Sequence[str]) -> list
     ap = out.append
     ext = out.extend
 
-    nm = _Numbering(fidx, folios, tags, sidx, swap, out)
+    mod = slot_residue(k, lay)
+    nm = _Numbering(fidx, folios, tags, sidx, swap, out, mod)
 
     # processes
     ap(len(order))
@@ -393,6 +412,7 @@ def encode(k: Kernel, oracle: Oracle, lay: Layout, order: Sequence[str]) -> list
         mms_order = [pidx[n] for n in k.mms]
         ext(mms_order)
     ap(k.ksm_use_zero_pages)
+    ap(k.next_slot % mod)
     ap(getattr(k, "thp_use_zero_page", False))
     if x_kernel:
         _generic(k, x_kernel, out)

@@ -170,8 +170,12 @@ class Bounds:
         for r in self.regions:
             n = r.npages if not r.huge else min(r.npages, explicit)
             vpns.extend(range(r.base, r.base + n))
+        # slot numbers count modulo an mTHP block where an mTHP swap-in can happen: THP
+        # regions (VM_HUGEPAGE; the small-page regions are VM_NOHUGEPAGE, and no generated
+        # step changes that)
+        thp = any(r.kind == "thp" for r in self.regions)
         return Layout(tuple(sorted(vpns)), explicit, self.pipe_names + self.pin_names,
-                      ksm="ksm-scan" in self.opset)
+                      ksm="ksm-scan" in self.opset, slots_mod=block if thp else 1)
 
 
 @lru_cache(maxsize=64)

@@ -68,9 +68,12 @@ def folio_free_swap(k: Kernel, folio: Folio) -> bool:
 
 
 def _add_to_swap_cache(k: Kernel, folio: Folio) -> int:
-    """``folio_alloc_swap()`` + ``add_to_swap_cache()``: nr slots, nr references."""
-    base = k.next_slot
-    k.next_slot += folio.nr
+    """``folio_alloc_swap()`` + ``add_to_swap_cache()``: nr slots, nr references. A large
+    folio gets a range of slots aligned to its size (the swap allocator's per-order
+    clusters); small ones get the next slot (the first is 1: slot 0 holds the header)."""
+    nr = folio.nr
+    base = -(-k.next_slot // nr) * nr
+    k.next_slot = base + nr
     for i, p in enumerate(folio.pages):
         k.swap[base + i] = SwapSlot(data=[p.data], count=0, cache=folio)
     folio.swap = base
@@ -235,9 +238,10 @@ def do_swap_page(k: Kernel, mm: MM, vma: VMA, vpn: int, entry: SwapPte, flags: i
 
 def _swapin_large_folio(k: Kernel, mm: MM, vma: VMA, vpn: int, entry: SwapPte) -> bool:
     """``alloc_swap_folio()`` (6.12+, synchronous devices): when the VMA allows an mTHP
-    order and the aligned range around the fault holds swap entries of consecutive, unshared,
-    uncached slots with the same exclusive bit, swap the whole range in as one fresh large
-    folio, every page exclusive."""
+    order, the faulting entry's slot sits in its range as the page in its block (the slots
+    of a large folio are allocated aligned), and the aligned range around the fault holds
+    swap entries of consecutive, unshared, uncached slots with the same exclusive bit, swap
+    the whole range in as one fresh large folio, every page exclusive."""
     start_probe = vpn
     order = 0
     for o in sorted(k.mthp_orders, reverse=True):
@@ -246,6 +250,8 @@ def _swapin_large_folio(k: Kernel, mm: MM, vma: VMA, vpn: int, entry: SwapPte) -
         if not (vma.flags & VM_HUGEPAGE) or vma.flags & VM_NOHUGEPAGE or \
                 start < vma.start or start + n > vma.end:
             continue
+        if vpn % n != entry.slot % n:
+            continue  # thp_swap_suitable_orders(): slots aligned as when swapped out
         ents = [mm.ptes.get(start + i) for i in range(n)]
         if not all(isinstance(e, SwapPte) for e in ents):
             continue
