@@ -126,11 +126,15 @@ def try_to_unmap_one(k: Kernel, mm: MM, vpn: int, pte: Pte) -> bool:
 def shrink_folio(k: Kernel, folio: Folio) -> bool:
     """Reclaim of one anon folio (``shrink_folio_list`` for MADV_PAGEOUT): add to swap,
     unmap every mapping (splitting PMDs first), write out, free. Pinned folios are not put
-    in the swap cache (5.11+); the unmap fails for them anyway from 5.19."""
-    from anonex.kernel.thp import split_huge_pmd
+    in the swap cache (5.11+); the unmap fails for them anyway from 5.19. A large folio
+    that ``can_split_folio()`` refuses (a pipe or another reference besides its mappings)
+    is kept mapped; a small one is unmapped and stays in the swap cache."""
+    from anonex.kernel.thp import can_split_folio, split_huge_pmd
 
     if folio_maybe_dma_pinned(folio) or folio.hugetlb:
         return False
+    if folio.large and folio.swap is None and not can_split_folio(folio):
+        return False  # a large folio nothing could split is kept (activate_locked)
     if folio.swap is None:
         _add_to_swap_cache(k, folio)
     for mm in k.mms.values():

@@ -245,6 +245,13 @@ def madvise_collapse(k: Kernel, mm: MM, start: int, end: int) -> None:
         base += HPAGE_PMD_NR
 
 
+def can_split_folio(folio: Folio) -> bool:
+    """``can_split_folio()`` (mm/huge_memory.c) for an anon folio outside the swap cache:
+    only its mappings hold references (no pin, no pipe, no GUP reference)."""
+    maps = sum(p.mapcount for p in folio.pages) + folio.entire_mapcount
+    return folio.refcount == maps
+
+
 def split_folio(k: Kernel, folio: Folio) -> bool:
     """``split_folio()`` (``__folio_split``) of a large anon folio into order-0 folios.
 
@@ -256,8 +263,7 @@ def split_folio(k: Kernel, folio: Folio) -> bool:
     """
     if not folio.large or folio.hugetlb or folio.swap is not None or not folio.anon:
         return False
-    maps = sum(p.mapcount for p in folio.pages) + folio.entire_mapcount
-    if folio.refcount != maps:
+    if not can_split_folio(folio):
         return False
     for mm in list(k.mms.values()):
         for base, pmd in list(mm.pmds.items()):
