@@ -259,7 +259,8 @@ def split_folio(k: Kernel, folio: Folio) -> bool:
     mappings holds a reference (``folio_expected_ref_count`` + 1 != refcount: a pin, a
     pipe). PMD mappings are split first; every PTE mapping is then frozen — exclusivity goes
     into the (migration) entry, not the flag, which a split never copies — and remapped to
-    its page's new small folio, exclusive as the entry says.
+    its page's new small folio, exclusive as the entry says; from 6.12 a zero-filled page
+    (never written) is mapped as the shared zero page instead.
     """
     if not folio.large or folio.hugetlb or folio.swap is not None or not folio.anon:
         return False
@@ -276,7 +277,13 @@ def split_folio(k: Kernel, folio: Folio) -> bool:
                 excl = k.rules.anon_exclusive and pf.PageAnonExclusive(e.page)
                 frozen.append((mm, vpn, e.page.index, excl, e.write, e.dirty))
     small: dict[int, Folio] = {}
+    zero_remap = k.rules.split_zero_remap
     for mm, vpn, idx, excl, write, dirty in frozen:
+        if zero_remap and folio.pages[idx].data == "":
+            # remap_page(RMP_USE_SHARED_ZEROPAGE): a zero-filled page is not remapped but
+            # replaced by the shared zero page (try_to_map_unused_to_zeropage)
+            mm.ptes[vpn] = Pte(k.zero_page, write=False, special=True)
+            continue
         nf = small.get(idx)
         if nf is None:
             # the page keeps its frame: the new order-0 folio is the old page itself

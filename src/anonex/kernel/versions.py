@@ -92,6 +92,9 @@ BOUNDARIES: tuple[Boundary, ...] = (
     Boundary("writable_swapin_on_read", _v("6.11"), 'c18160dba5ff "mm: map exclusive swapped-in '
              'pages writable on read faults"', "a read swap-in of an exclusive entry maps the "
              "page writable"),
+    Boundary("split_zero_remap", _v("6.12"), 'b1f202060afe "mm: remap unused subpages to '
+             'shared zeropage when splitting isolated thp"', "splitting an anon large folio "
+             "maps its zero-filled pages to the shared zero page", note="version inferred"),
     Boundary("mthp_swapin", _v("6.12"), '242d12c98174 "mm: support large folios swap-in for '
              'sync io devices"', "a synchronous device swaps a contiguous, unshared range back "
              "in as one mTHP", note="version inferred"),
