@@ -242,3 +242,20 @@ def test_fingerprint_store_finds_keys_before_and_after_compaction() -> None:
     fps = store.fingerprints()
     assert fps == sorted(fps) and len(set(fps)) == 100
     assert store.bytes_per_state() == 8.0
+
+
+def test_random_walks_are_scenarios_that_run_to_their_end() -> None:
+    from anonex.explore.walks import walk_scenarios
+    from anonex.kernel.backend import ModelBackend
+    from anonex.scenario.parser import parse
+    from anonex.scenario.runner import run
+
+    space = _space(kinds=("anon", "thp"), ops=("write", "fork", "exit", "pageout",
+                                               "vmsplice", "read-pipe", "mergeable",
+                                               "ksm-scan", "split"))
+    walks = walk_scenarios(space, seed=3, count=6)
+    assert len({text for _, text in walks}) == 6  # different walks
+    for name, text in walks:
+        t = run(parse(text, f"{name}.cow"), ModelBackend(space.version))
+        assert t.verdict == "pass", (name, t.reason)
+        assert len(t.steps) > 2  # the setup steps and the walk
