@@ -26,13 +26,15 @@ def main() -> None:
     ap.add_argument("--count", type=int, default=40)
     ap.add_argument("--kinds", default="anon,thp")
     ap.add_argument("--kernel", default="6.18")
+    ap.add_argument("--steps", default="4-9", help="walk length range, e.g. 4-9")
     args = ap.parse_args()
     kinds = tuple(args.kinds.split(","))
     ops = OPS + (("split",) if "thp" in kinds else ())
     space = Space(Bounds(kinds=kinds, procs=2, pages=2, ops=ops, depth=10),
                   KernelVersion.parse(args.kernel), prune=False)
     args.out.mkdir(parents=True, exist_ok=True)
-    for name, text in walk_scenarios(space, args.seed, args.count):
+    lo, _, hi = args.steps.partition("-")
+    for name, text in walk_scenarios(space, args.seed, args.count, int(lo), int(hi or lo)):
         (args.out / f"{name}.cow").write_text(text)
     print(f"{args.count} walks in {args.out}")
 
