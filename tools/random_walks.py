@@ -27,9 +27,10 @@ def main() -> None:
     ap.add_argument("--kinds", default="anon,thp")
     ap.add_argument("--kernel", default="6.18")
     ap.add_argument("--steps", default="4-9", help="walk length range, e.g. 4-9")
+    ap.add_argument("--ops", default=",".join(OPS), help="the operations walks take")
     args = ap.parse_args()
     kinds = tuple(args.kinds.split(","))
-    ops = OPS + (("split",) if "thp" in kinds else ())
+    ops = tuple(args.ops.split(",")) + (("split",) if "thp" in kinds else ())
     space = Space(Bounds(kinds=kinds, procs=2, pages=2, ops=ops, depth=10),
                   KernelVersion.parse(args.kernel), prune=False)
     args.out.mkdir(parents=True, exist_ok=True)
