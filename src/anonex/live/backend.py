@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from anonex.kernel.versions import Rules
-from anonex.live import LiveUnavailable, available, libc, machine, safety
+from anonex.live import LiveUnavailable, available, features, libc, machine, safety
 from anonex.live.actor import actor_main
 from anonex.live.channel import ChannelClosed, ChannelError, DriverEnd, make_fifos
 from anonex.live.dio import direct_io_dir
@@ -94,7 +94,7 @@ class LiveBackend:
     name = "live"
 
     def __init__(self, *, timeout: float = 10.0, cpu: int | None = None) -> None:
-        self.version = KernelVersion.parse(os.uname().release)
+        self.version, self.version_source = features.running_version()
         self.timeout = timeout
         self._cpu_wanted = cpu
         self._active = False
@@ -113,6 +113,7 @@ class LiveBackend:
         self._lock: machine.RunLock | None = None
         self._ksm_procs: set[str] = set()  # actors registered with KSM (MMF_VM_MERGEABLE)
         self._layout_skip = ""  # why this scenario's flag layout cannot run here
+        self._notes: list[str] = []  # observability limits found on this kernel
         self.cpu: int | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -124,7 +125,7 @@ class LiveBackend:
         self.finish()
         self._procs, self._regions, self._next_slot = {}, {}, 0
         self._swap, self._ksm_procs = None, set()
-        self._layout_skip = _layout_skip(scenario, self.version)
+        self._notes = []
         try:
             lock = machine.RunLock()
         except TimeoutError as e:
@@ -145,7 +146,9 @@ class LiveBackend:
                 if base:
                     self._data_dir = tempfile.mkdtemp(prefix="anonex-live-", dir=base)
                     self._system.on_restore("rmtree", self._data_dir)
-            self._observer = Observer(head_mirror=Rules(self.version).kpageflags_from_head)
+            self._observer = self._make_observer()
+            self._layout_skip = _layout_skip(scenario, self.version,
+                                             self._observer.exclusive)
             if libc.get_child_subreaper() == 0:
                 libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
                 self._saved_subreaper = 0
@@ -154,6 +157,20 @@ class LiveBackend:
         except BaseException:
             self.finish()
             raise
+
+    def _make_observer(self) -> Observer:
+        """An observer set up for what this kernel's kpageflags mean, as detected on pages
+        of the driver's own (:mod:`anonex.live.features`); the version table only where
+        detection is impossible (said in the notes)."""
+        obs = Observer()
+        rules = Rules(self.version)
+        feats = features.detect(features.probe(obs.kpf_fd), self.version,
+                                (rules.anon_exclusive, rules.kpageflags_from_head))
+        obs.head_mirror, obs.exclusive = feats.head_mirror, feats.exclusive_observable
+        self._notes.extend(feats.notes)
+        if not obs.ksm_reliable:
+            self._notes.append(features.KSM_NOTE)
+        return obs
 
     def _prepare(self, scenario: Scenario) -> None:
         """Set up what the scenario's steps will need, so that ``environment()`` shows the
@@ -695,6 +712,8 @@ class LiveBackend:
 
     def environment(self) -> dict[str, Any]:
         env = environment(self.cpu)
+        env["kernel_version"] = {"version": str(self.version), "source": self.version_source}
+        env["notes"] = list(self._notes)
         if self._system is not None:  # what this run changed, with the values it restores
             env["changed"] = {p: v for p, v in self._system.saved}
             env["undo"] = self._system.actions
@@ -703,14 +722,16 @@ class LiveBackend:
         return env
 
 
-def _layout_skip(scenario: Scenario, version: KernelVersion) -> str:
+def _layout_skip(scenario: Scenario, version: KernelVersion, exclusive: bool) -> str:
     """Why a scenario's ``layout`` cannot run on this kernel ("" if it can): the running
-    kernel has the one page-flag layout of its version; the others exist in the model."""
+    kernel has one page-flag layout; the others exist in the model. Whether it has the
+    flag at all is detected (*exclusive*); whether bit 34 is named PG_mappedtodisk or
+    PG_owner_2 in its source is not observable and comes from the version."""
     want = getattr(scenario, "layout", None)
     if not want:
         return ""
     rules = Rules(version)
-    have = "none" if not rules.anon_exclusive else \
+    have = "none" if not exclusive else \
         "owner_2" if rules.owner_2_rename else "mappedtodisk"
     if want == have:
         return ""
@@ -727,6 +748,7 @@ def environment(cpu: int | None = None) -> dict[str, Any]:
     """What a live run depends on: kernel, THP/mTHP, swap, KSM, hugetlb, CPU, page size."""
     return {
         "kernel": os.uname().release,
+        "kernel_release": os.uname().release,
         "machine": os.uname().machine,
         "page_size": PAGE,
         **machine.environment(),

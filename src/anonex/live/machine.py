@@ -319,6 +319,12 @@ def quiet_khugepaged(st: SystemState) -> None:
 _anchor: tuple[int, int] | None = None  # (pid, address) of this process's anchor region
 
 
+def anchor_khugepaged() -> None:
+    """:func:`_anchor_khugepaged` for callers that have not looked for khugepaged."""
+    if _anchor is None or _anchor[0] != os.getpid():
+        _anchor_khugepaged(_kthread("khugepaged"))
+
+
 def _anchor_khugepaged(pid: int | None) -> None:
     """Keep khugepaged's list of mms non-empty with this (driver) process's mm.
 

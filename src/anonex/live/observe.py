@@ -24,7 +24,9 @@ and copies instead of reusing (seen on 6.18: basic-cow-after-fork's last write).
 * a page of a PTE-mapped large folio (mTHP, or a THP after a PMD split): since v6.10
   kpageflags mirrors the head's bit on every page, so the page's own bit is unknown:
   ``None`` (``head-mirror: unknown``); before v6.10 the page's own bit;
-* KSM pages and non-anon pages (the zero page): ``False``.
+* KSM pages and non-anon pages (the zero page): ``False``;
+* any other anon page on a kernel whose bit 34 is not PG_anon_exclusive (before 5.19,
+  found by :mod:`anonex.live.features`, not by the version): ``None``.
 
 ``ksm`` is ``None`` (unknown) on kernels whose KPF_KSM is set on every anon page (checked
 once per observer on a page of the driver's own; reference/live-kernel.md pitfall 10).
@@ -45,7 +47,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from anonex.live import libc
+from anonex.live import features
 from anonex.live.pagedata import PAGE
 from anonex.observation import PageObs
 from anonex.pagetypes import decode as dc
@@ -131,33 +133,27 @@ class Observer:
     (v6.10+); then the own bit of a page of a PTE-mapped large folio is unknown.
     """
 
-    def __init__(self, head_mirror: bool = True) -> None:
+    def __init__(self, head_mirror: bool = True, *, exclusive: bool = True) -> None:
         self.head_mirror = head_mirror
+        self.exclusive = exclusive  # kpageflags bit 34 means PG_anon_exclusive (5.19+)
         self._kpf = os.open("/proc/kpageflags", os.O_RDONLY | os.O_CLOEXEC)
         self._kpc = os.open("/proc/kpagecount", os.O_RDONLY | os.O_CLOEXEC)
         self._files: dict[int, int] = {}
         self._scan_works = True
+        self.pmd_source = "PAGEMAP_SCAN"  # until the ioctl turns out to be missing
         self.ksm_reliable = self._ksm_flag_reliable()
+
+    @property
+    def kpf_fd(self) -> int:
+        """The open /proc/kpageflags (for :func:`anonex.live.features.probe`)."""
+        return self._kpf
 
     def _ksm_flag_reliable(self) -> bool:
         """Whether KPF_KSM means KSM here: some kernels between the v6.10 kpageflags rewrite
-        and 81401cebfc15 ("fs/proc: fix KPF_KSM reported for all anonymous pages") set it on
+        and 81401cebfc15 ("fs/proc: fix KPF_KSM reported for all anon pages") set it on
         every anon page. Checked on one private page of this (driver) process."""
-        addr = libc.mmap(0, PAGE, libc.PROT_READ | libc.PROT_WRITE,
-                         libc.MAP_PRIVATE | libc.MAP_ANONYMOUS)
-        try:
-            ctypes.memset(addr, 1, 1)
-            fd = os.open("/proc/self/pagemap", os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                entry = pm.decode_bytes(os.pread(fd, 8, addr // PAGE * 8))[0]
-            finally:
-                os.close(fd)
-            if entry.pfn is None:
-                return True
-            word = self.kpageflags(entry.pfn)
-            return not (kpf.has(word, kpf.KPF_ANON) and kpf.has(word, kpf.KPF_KSM))
-        finally:
-            libc.munmap(addr, PAGE)
+        ok = features.ksm_flag_reliable(features.probe(self._kpf).small)
+        return True if ok is None else ok
 
     # -- raw reads ---------------------------------------------------------------------------
 
@@ -334,6 +330,9 @@ class Observer:
                 o.extra["excl_source"] = _SOURCE[st] if st != dc.EXCLUSIVE and \
                     st != dc.NOT_EXCLUSIVE else ("hugetlb head" if o.huge else
                                                  "pmd head" if whole else "page")
+                if not self.exclusive and st != dc.NOT_ANON and not o.ksm:
+                    o.anon_exclusive = None
+                    o.extra["excl_source"] = "bit 34 is not PG_anon_exclusive here"
                 if whole and not o.huge:
                     o.extra["pmd"] = True
                 o.extra["kpf"] = word
