@@ -122,3 +122,59 @@ def test_probe_here(live: None) -> None:
     assert ft.ksm_flag_reliable(p.small) is True  # 6.18.44 has 81401cebfc15
     if p.head is not None:
         assert ft.head_mirror_of(p.head, p.tail) is True
+
+
+# -- PMD mapping without PAGEMAP_SCAN ----------------------------------------------------------
+
+M2 = 2 << 20
+
+
+def test_judge_pmd_per_range_not_per_vma() -> None:
+    from anonex.live.observe import judge_pmd
+
+    a, b, z = 0x4000_0000, 0x4000_0000 + M2, 0x5000_0000
+    cands = {a: False, b: False, z: True}
+    vma = (a, a + 2 * M2)
+    # one VMA with two THPs, one PMD-mapped and one split: which is which is unknown
+    assert judge_pmd(cands, [(*vma, M2), (z, z + M2, 0)]) == {a: None, b: None, z: True}
+    assert judge_pmd(cands, [(*vma, 2 * M2)]) == {a: True, b: True, z: True}
+    assert judge_pmd(cands, [(*vma, 0)]) == {a: False, b: False, z: True}
+    # after a split of the VMA (mprotect of one THP) each VMA answers for its own range
+    assert judge_pmd({a: False, b: False}, [(a, a + M2, M2), (b, b + M2, 0)]) == \
+        {a: True, b: False}
+
+
+THP_SCENARIOS = ["thp-write-while-shared", "memory/thp-huge-zero-page",
+                 "memory/thp-pageout-half", "memory/madvise-same-flag-keeps-thp",
+                 "cow/basic-cow-after-fork-with-partially-shared-thp"]
+
+
+@pytest.mark.parametrize("name", THP_SCENARIOS)
+def test_smaps_fallback_agrees_with_pagemap_scan(live: None, name: str,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """On this kernel (PAGEMAP_SCAN), the pre-6.7 fallback observes the same PMD mappings
+    wherever it claims to know them."""
+    from anonex.live.backend import LiveBackend
+    from anonex.live.observe import Observer
+    from anonex.scenario.parser import parse_file
+    from anonex.scenario.runner import run
+    from tests.conftest import LIBRARY
+
+    path = LIBRARY / f"{name}.cow"
+    if not path.exists():
+        pytest.skip(f"{path} is not in the library")
+    scen = parse_file(str(path))
+    with_scan = run(scen, LiveBackend())
+    monkeypatch.setattr(Observer, "_scan_available", lambda self: False)
+    be = LiveBackend()
+    fallback = run(scen, be)
+    assert any("PAGEMAP_SCAN" in n for n in fallback.env["notes"])
+    assert fallback.verdict == with_scan.verdict
+    for sa, sb in zip(with_scan.steps, fallback.steps, strict=True):
+        for key, oa in sa.obs.items():
+            ob = sb.obs.get(key)
+            if ob is None or oa.state != "present" or ob.state != "present":
+                continue
+            got = ob.extra.get("pmd", False)
+            if got is not None:
+                assert bool(oa.extra.get("pmd")) == got, (sa.step.text(), key)

@@ -170,6 +170,8 @@ class LiveBackend:
         self._notes.extend(feats.notes)
         if not obs.ksm_reliable:
             self._notes.append(features.KSM_NOTE)
+        if obs.pmd_note:
+            self._notes.append(obs.pmd_note)
         return obs
 
     def _prepare(self, scenario: Scenario) -> None:
@@ -655,8 +657,9 @@ class LiveBackend:
         reg, addr, n = self._span(step.loc)
         proc = self._proc(step.proc)
         assert self._observer is not None
-        try:
-            pmds = self._observer.pmd_mapped(proc.pid, addr, n)
+        try:  # where smaps cannot tell (before 6.7), a THP that may be PMD-mapped counts
+            pmds = [b for b, v in self._observer.pmd_map(proc.pid, addr, n).items()
+                    if v is not False]
         except ProcessGone:
             self._lost(proc)
             raise _StepError(f"process {proc.name} (pid {proc.pid}) died") from None

@@ -5,7 +5,12 @@ present pages ``/proc/kpageflags`` and ``/proc/kpagecount`` at the PFNs (one pre
 consecutive PFNs; these take no page reference). Which regions a process has comes from
 ``/proc/PID/maps``. Where a region holds pages of a large anon folio, which of its 2 MiB
 ranges are mapped by a PMD comes from the ``PAGEMAP_SCAN`` ioctl on the same pagemap file
-(``PAGE_IS_HUGE``, 6.7+), or on older kernels from ``AnonHugePages`` in ``/proc/PID/smaps``.
+(``PAGE_IS_HUGE``, 6.7+; whether it exists is tried once on the driver's own pagemap). On
+older kernels it is judged per 2 MiB range: only a range whose 512 pages are one PMD-size
+folio in order can be PMD-mapped, and each VMA's ``AnonHugePages`` in ``/proc/PID/smaps``
+says how many of its such ranges are; where that count leaves a choice, the mapping is
+unknown (``extra["pmd"] = None``), and so is PG_anon_exclusive of pages whose own bit and
+head's bit disagree.
 
 The tag a present page holds is read by the process itself (a plain load of a page that is
 present and readable, which cannot fault), through the *reader* callback the backend
@@ -122,6 +127,21 @@ def smaps_anon_huge(data: bytes) -> list[tuple[int, int, int]]:
     return out
 
 
+def judge_pmd(cands: dict[int, bool],
+              vmas_huge: Iterable[tuple[int, int, int]]) -> dict[int, bool | None]:
+    """Which PMD candidates (base -> is the huge zero page) are PMD-mapped, from
+    ``(start, end, AnonHugePages bytes)`` per VMA (see :meth:`Observer._smaps_huge`)."""
+    out: dict[int, bool | None] = {b: True for b, zero in cands.items() if zero}
+    for lo, hi, huge in vmas_huge:
+        mine = [b for b, zero in cands.items() if lo <= b < hi and not zero]
+        if not mine:
+            continue
+        n = huge // HPAGE_PMD_SIZE
+        verdict: bool | None = False if n == 0 else True if n == len(mine) else None
+        out.update(dict.fromkeys(mine, verdict))
+    return out
+
+
 #: Reads the tags of present pages of one process: addresses in, tag (or None) per address.
 DataReader = Callable[[Sequence[int]], Sequence[str | None]]
 
@@ -139,8 +159,7 @@ class Observer:
         self._kpf = os.open("/proc/kpageflags", os.O_RDONLY | os.O_CLOEXEC)
         self._kpc = os.open("/proc/kpagecount", os.O_RDONLY | os.O_CLOEXEC)
         self._files: dict[int, int] = {}
-        self._scan_works = True
-        self.pmd_source = "PAGEMAP_SCAN"  # until the ioctl turns out to be missing
+        self._scan_works = self._scan_available()
         self.ksm_reliable = self._ksm_flag_reliable()
 
     @property
@@ -208,18 +227,50 @@ class Observer:
             out.update(zip(range(first, first + len(vals)), vals, strict=True))
         return out
 
-    def pmd_mapped(self, pid: int, addr: int, npages: int) -> set[int]:
-        """The 2 MiB-aligned bases in ``[addr, addr + npages pages)`` that *pid* maps with a
-        PMD (or a hugetlb entry)."""
+    def _scan_available(self) -> bool:
+        """Whether the PAGEMAP_SCAN ioctl exists (6.7+), tried on the driver's own pagemap."""
+        vec = ctypes.create_string_buffer(pm.PAGE_REGION_SIZE)
+        arg = bytearray(pm.encode_scan_arg(0, PAGE, ctypes.addressof(vec), 1,
+                                           category_mask=pm.PAGE_IS_HUGE,
+                                           return_mask=pm.PAGE_IS_HUGE))
+        fd = os.open("/proc/self/pagemap", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            fcntl.ioctl(fd, pm.PAGEMAP_SCAN, arg)
+        except OSError as e:
+            if e.errno in (errno.ENOTTY, errno.EINVAL, errno.EOPNOTSUPP):
+                return False
+            raise
+        finally:
+            os.close(fd)
+        return True
+
+    @property
+    def pmd_note(self) -> str:
+        """The observability limit of PMD mappings on this kernel ("" if there is none)."""
+        if self._scan_works:
+            return ""
+        return ("no PAGEMAP_SCAN (6.7+): whether a PMD maps a THP comes from smaps "
+                "AnonHugePages per VMA, and is unknown where a VMA holds THPs mapped both ways")
+
+    def pmd_map(self, pid: int, addr: int, npages: int) -> dict[int, bool | None]:
+        """For every 2 MiB-aligned base in ``[addr, addr + npages pages)`` that *pid* maps
+        with a PMD, or that holds a whole PMD-size THP mapped in place (and so may be):
+        ``True`` (mapped by a PMD or a hugetlb entry), ``False`` (with PTEs), ``None``
+        (cannot tell: smaps fallback, see :meth:`_smaps_huge`)."""
         end = addr + npages * PAGE
         if self._scan_works:
             try:
-                return self._scan_huge(pid, addr, end)
+                return dict.fromkeys(self._scan_huge(pid, addr, end), True)
             except OSError as e:
                 if e.errno not in (errno.ENOTTY, errno.EINVAL, errno.EOPNOTSUPP):
                     raise
                 self._scan_works = False  # before 6.7: no PAGEMAP_SCAN
         return self._smaps_huge(pid, addr, end)
+
+    def pmd_mapped(self, pid: int, addr: int, npages: int) -> set[int]:
+        """The 2 MiB-aligned bases in ``[addr, addr + npages pages)`` that *pid* certainly
+        maps with a PMD (or a hugetlb entry)."""
+        return {b for b, v in self.pmd_map(pid, addr, npages).items() if v}
 
     def _scan_huge(self, pid: int, addr: int, end: int) -> set[int]:
         nvec = (end - addr) // HPAGE_PMD_SIZE + 2
@@ -239,20 +290,41 @@ class Observer:
                 base += HPAGE_PMD_SIZE
         return bases
 
-    def _smaps_huge(self, pid: int, addr: int, end: int) -> set[int]:
-        """Fallback: a VMA whose AnonHugePages equals its whole size is PMD-mapped
-        throughout; anything less is not known to be (its pages stay unknown)."""
+    def pmd_candidates(self, pid: int, addr: int, end: int) -> dict[int, bool]:
+        """The 2 MiB-aligned bases in ``[addr, end)`` whose 512 pages are the 512 pages of
+        one PMD-size large folio in order (a head with 511 consecutive PFNs after it): only
+        those can be mapped by a PMD. Value: whether it is the huge zero page (which only a
+        PMD ever maps, and which smaps does not count)."""
+        lo = addr + (-addr) % HPAGE_PMD_SIZE
+        out: dict[int, bool] = {}
+        for base in range(lo, end - HPAGE_PMD_SIZE + 1, HPAGE_PMD_SIZE):
+            raws = self.pagemap_raw(pid, base, HPAGE_PMD_NR)
+            if not all(r & pm.PM_PRESENT for r in raws):
+                continue
+            first = raws[0] & pm.PM_PFN_MASK
+            if first % HPAGE_PMD_NR or any((r & pm.PM_PFN_MASK) != first + i
+                                           for i, r in enumerate(raws)):
+                continue
+            word = self.kpageflags(first)
+            if kpf.has(word, kpf.KPF_COMPOUND_HEAD) and kpf.has(word, kpf.KPF_THP) \
+                    and not kpf.has(word, kpf.KPF_HUGE):
+                out[base] = kpf.has(word, kpf.KPF_ZERO_PAGE)
+        return out
+
+    def _smaps_huge(self, pid: int, addr: int, end: int) -> dict[int, bool | None]:
+        """Fallback before 6.7, per 2 MiB range: the ranges that can be PMD-mapped
+        (:meth:`pmd_candidates`), judged with each VMA's ``AnonHugePages`` (PMD-mapped anon
+        THPs, huge zero page excluded): 0 means none of the VMA's candidates is, as many
+        as it has candidates means all are; anything between leaves them unknown."""
+        cands = self.pmd_candidates(pid, addr, end)
+        if not cands:
+            return {}
         try:
             with open(f"/proc/{pid}/smaps", "rb") as f:
                 data = f.read()
         except (FileNotFoundError, ProcessLookupError) as e:
             raise ProcessGone(str(e)) from None
-        bases: set[int] = set()
-        for lo, hi, huge in smaps_anon_huge(data):
-            if hi <= addr or lo >= end or huge != hi - lo or lo % HPAGE_PMD_SIZE:
-                continue
-            bases.update(range(lo, hi, HPAGE_PMD_SIZE))
-        return bases
+        return judge_pmd(cands, smaps_anon_huge(data))
 
     def forget(self, pid: int) -> None:
         """Close the files of *pid* (it exited)."""
@@ -277,12 +349,13 @@ class Observer:
         pfns = [r & pm.PM_PFN_MASK for r, p in zip(raws, present_bits, strict=True) if p]
         words = self._words(self._kpf, pfns)
         counts = self._words(self._kpc, pfns)
-        pmd: set[int] = set()
+        pmd: dict[int, bool | None] = {}
         if any(kpf.has(w, kpf.KPF_THP) and not kpf.has(w, kpf.KPF_HUGE)
                for w in words.values()):
-            pmd = self.pmd_mapped(pid, region.addr, region.npages)
+            pmd = self.pmd_map(pid, region.addr, region.npages)
         out: list[PageObs] = []
         present: list[tuple[PageObs, int, int, bool, int]] = []  # obs, pfn, word, whole, head
+        maybe: dict[int, int] = {}  # index in present -> head word, for unknown PMD mapping
         name = region.name
         for i, (raw, is_present) in enumerate(zip(raws, present_bits, strict=True)):
             if is_present:
@@ -303,13 +376,15 @@ class Observer:
                 word &= ~(1 << kpf.KPF_KSM)
             vaddr = region.addr + i * PAGE
             base = vaddr - vaddr % HPAGE_PMD_SIZE
-            whole = kpf.has(word, kpf.KPF_HUGE) or base in pmd
+            whole = kpf.has(word, kpf.KPF_HUGE) or pmd.get(base) is True
             head = word
-            if whole and not self.head_mirror:
+            if (whole or (base in pmd and pmd[base] is None)) and not self.head_mirror:
                 # before 6.10 each page exported its own bits: a whole mapping is described
                 # by the head page's word
                 head_pfn = pfn - (vaddr - base) // PAGE
                 head = words.get(head_pfn, self.kpageflags(head_pfn))
+                if not whole:
+                    maybe[len(present)] = head
             present.append((o, pfn, word, whole, head))
         if present:
             # the decoding is page-types' (anonex.pagetypes.decode), as the issue asks
@@ -335,9 +410,24 @@ class Observer:
                     o.extra["excl_source"] = "bit 34 is not PG_anon_exclusive here"
                 if whole and not o.huge:
                     o.extra["pmd"] = True
+                if n in maybe:
+                    self._either_mapping(o, word, maybe[n])
                 o.extra["kpf"] = word
                 o.extra["swapcache"] = int(flags.swapcache[n])
         return out
+
+    def _either_mapping(self, o: PageObs, word: int, head: int) -> None:
+        """A page of a PMD-size THP that may or may not be mapped by a PMD (smaps could not
+        tell): the PMD is unknown, and so is PG_anon_exclusive unless the page's own bit
+        (PTE-mapped) and the head's (PMD-mapped) agree."""
+        o.extra["pmd"] = None
+        if o.anon_exclusive is None or o.ksm or not self.exclusive:
+            return
+        own, _ = exclusive_of(word, head_mirror=False)
+        whole, _ = exclusive_of(word, head=head, head_mirror=False)
+        if own != whole:
+            o.anon_exclusive = None
+            o.extra["excl_source"] = "unknown: PMD or PTEs (smaps cannot tell)"
 
     def observe_process(self, proc: str, pid: int, regions: Iterable[RegionView],
                         reader: DataReader | None = None) -> list[PageObs]:
