@@ -96,10 +96,9 @@ def check_access(addr: int, npages: int, need: str) -> None:
 class Actor:
     """The state of one actor process and its operations (``op_<name>``)."""
 
-    def __init__(self, name: str, chan: ActorEnd, datadir: str) -> None:
+    def __init__(self, name: str, chan: ActorEnd) -> None:
         self.name = name
         self.chan = chan
-        self.datadir = datadir
         self.counter = libc.FaultCounter()
         self.control = _Area()
         self.src = _Area()
@@ -437,42 +436,59 @@ class Actor:
         return {"value": combine(tags_of(b"".join(parts)))}
 
     # -- O_DIRECT (short-term pins) ----------------------------------------------------------
+    #
+    # The target is a block device of the run's own (zram or loop: O_DIRECT on a block
+    # device always pins the user pages) or, failing that, a directory for files
+    # (anonex.live.dio). The actor's own scratch pages (src, dst) carry the data in and out,
+    # so that only the test pages are the buffer of the measured I/O.
 
-    def _datafile(self, tag: str, npages: int) -> str:
+    def _dio_open(self, msg: dict[str, Any]) -> tuple[int, str | None]:
+        """(O_DIRECT descriptor, file to remove afterwards or None) for a dio message."""
+        target = str(msg["target"])
+        if msg.get("device"):
+            return os.open(target, os.O_RDWR | os.O_DIRECT | os.O_CLOEXEC), None
         self.seq += 1
-        path = os.path.join(self.datadir, f"{self.name}-{os.getpid()}-{self.seq}.dat")
-        with open(path, "wb") as f:
-            f.write(page_bytes(tag) * npages)
-            f.flush()
-            os.fsync(f.fileno())
-        return path
+        path = os.path.join(target, f"{self.name}-{os.getpid()}-{self.seq}.dat")
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_DIRECT | os.O_CLOEXEC, 0o600), path
+
+    @staticmethod
+    def _dio_close(fd: int, path: str | None) -> None:
+        os.close(fd)
+        if path is not None:
+            os.unlink(path)
+
+    def _dio_full(self, what: str, got: int, length: int) -> None:
+        if got != length:
+            raise StepFailed(f"O_DIRECT {what} gave {got} of {length} bytes")
 
     def op_dio_read(self, msg: dict[str, Any]) -> Reply:
+        """The device writes *tag* into the pages: an O_DIRECT read into them."""
         addr, npages = int(msg["addr"]), int(msg["npages"])
         length = npages * PAGE
-        path = self._datafile(str(msg["tag"]), npages)
+        src = self._fill(self.src, npages, str(msg["tag"]))
         ctl = self.control.ensure(npages)
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+        fd, path = self._dio_open(msg)
         try:
+            self._dio_full("write", libc.pwrite(fd, src, length, 0), length)
             got = [0]
 
             def dio(base: int) -> None:
                 got[0] = libc.pread(fd, base, length, 0)
 
             faults = self.measure(dio, addr, ctl)
+            self._dio_full("read", got[0], length)
         finally:
-            os.close(fd)
-            os.unlink(path)
-        if got[0] != length:
-            raise StepFailed(f"O_DIRECT read gave {got[0]} of {length} bytes")
+            self._dio_close(fd, path)
         return {"faults": faults}
 
     def op_dio_write(self, msg: dict[str, Any]) -> Reply:
+        """The device reads the pages: an O_DIRECT write from them; the value is what the
+        device got."""
         addr, npages = int(msg["addr"]), int(msg["npages"])
         length = npages * PAGE
-        path = self._datafile("", npages)
         ctl = self.control.ensure(npages)
-        fd = os.open(path, os.O_WRONLY | os.O_DIRECT)
+        dst = self.dst.ensure(npages)
+        fd, path = self._dio_open(msg)
         try:
             got = [0]
 
@@ -480,14 +496,12 @@ class Actor:
                 got[0] = libc.pwrite(fd, base, length, 0)
 
             faults = self.measure(dio, addr, ctl)
-            if got[0] != length:
-                raise StepFailed(f"O_DIRECT write gave {got[0]} of {length} bytes")
-            with open(path, "rb") as f:
-                data = f.read()
+            self._dio_full("write", got[0], length)
+            self._dio_full("read", libc.pread(fd, dst, length, 0), length)
+            value = self._tags(dst, npages)
         finally:
-            os.close(fd)
-            os.unlink(path)
-        return {"faults": faults, "value": combine(tags_of(data))}
+            self._dio_close(fd, path)
+        return {"faults": faults, "value": value}
 
     # -- another process's memory ------------------------------------------------------------
 
@@ -554,7 +568,7 @@ def _pipe_max_size() -> int:
         return 1 << 20
 
 
-def actor_main(name: str, cmd: str, reply: str, datadir: str) -> None:
+def actor_main(name: str, cmd: str, reply: str) -> None:
     """Body of a freshly forked actor; never returns (``os._exit``)."""
     code = 0
     try:
@@ -563,7 +577,7 @@ def actor_main(name: str, cmd: str, reply: str, datadir: str) -> None:
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
         gc.disable()
         gc.freeze()
-        actor = Actor(name, ActorEnd(cmd, reply), datadir)
+        actor = Actor(name, ActorEnd(cmd, reply))
         actor.loop()
     except BaseException:
         code = 70

@@ -50,7 +50,7 @@ from anonex.kernel.versions import Rules
 from anonex.live import LiveUnavailable, available, features, libc, machine, safety
 from anonex.live.actor import actor_main
 from anonex.live.channel import ChannelClosed, ChannelError, DriverEnd, make_fifos
-from anonex.live.dio import direct_io_dir
+from anonex.live.dio import DioTarget, DioUnavailable, ensure_dio
 from anonex.live.observe import HPAGE_PMD_NR, DataReader, Observer, ProcessGone, RegionView
 from anonex.live.pagedata import PAGE
 from anonex.observation import PageObs, StepResult, Unsupported
@@ -102,7 +102,8 @@ class LiveBackend:
         self._regions: dict[str, _Region] = {}
         self._next_slot = 0
         self._fifo_dir: str | None = None
-        self._data_dir: str | None = None
+        self._data_dir: str | None = None  # files for O_DIRECT when no device can be had
+        self._dio: DioTarget | None = None
         self._dio_reason = ""
         self._observer: Observer | None = None
         self._system: safety.SystemState | None = None
@@ -126,6 +127,7 @@ class LiveBackend:
         self._procs, self._regions, self._next_slot = {}, {}, 0
         self._swap, self._ksm_procs = None, set()
         self._notes = []
+        self._dio, self._dio_reason = None, ""
         try:
             lock = machine.RunLock()
         except TimeoutError as e:
@@ -142,10 +144,6 @@ class LiveBackend:
             with safety.deferred_signals():  # the journal names them for a SIGKILL
                 self._fifo_dir = tempfile.mkdtemp(prefix="anonex-live-")
                 self._system.on_restore("rmtree", self._fifo_dir)
-                base, self._dio_reason = direct_io_dir()
-                if base:
-                    self._data_dir = tempfile.mkdtemp(prefix="anonex-live-", dir=base)
-                    self._system.on_restore("rmtree", self._data_dir)
             self._observer = self._make_observer()
             self._layout_skip = _layout_skip(scenario, self.version,
                                              self._observer.exclusive)
@@ -185,6 +183,7 @@ class LiveBackend:
             ("pageout" in advice, self._need_swap),
             ("thp" in kinds or "collapse" in advice, self._need_thp),
             ("thp" in kinds or "hugepage" in advice, self._need_mthp),
+            (any(s.op in ("dio_read", "dio_write") for s in steps), self._need_dio),
             (bool({"mergeable", "unmergeable"} & advice) or
              any(s.op == "ksm_scan" for s in steps), self._tune_ksm),
         ]
@@ -251,7 +250,7 @@ class LiveBackend:
             if pid == 0:  # pragma: no cover - the child never returns
                 if self._lock is not None:  # the run's lock stays with the driver
                     os.close(self._lock.fd)
-                actor_main("P0", cmd, rep, self._data_dir or "")
+                actor_main("P0", cmd, rep)
         finally:
             if pid != 0:
                 os.sched_setaffinity(0, mine)
@@ -626,17 +625,36 @@ class LiveBackend:
         reply = self._simple(step, {"op": "dma_read", "name": step.name})
         return StepResult(value=str(reply.get("value", "")))
 
-    def _need_dio(self) -> None:
-        if self._data_dir is None:
-            raise Unsupported(f"no directory where O_DIRECT does direct I/O: {self._dio_reason}")
+    def _need_dio(self) -> DioTarget:
+        """The run's O_DIRECT target (:mod:`anonex.live.dio`), set up on first need."""
+        if self._dio is not None:
+            return self._dio
+        if not self._dio_reason:
+            try:
+                target = ensure_dio(self._state(), self._fifo_dir or tempfile.gettempdir())
+            except DioUnavailable as e:
+                self._dio_reason = str(e)
+            else:
+                if target.kind == "directory":  # files of our own in a directory of our own
+                    with safety.deferred_signals():
+                        self._data_dir = tempfile.mkdtemp(prefix="anonex-live-",
+                                                          dir=target.path)
+                        self._state().on_restore("rmtree", self._data_dir)
+                    target = DioTarget(self._data_dir, target.kind)
+                self._dio = target
+                if target.note:
+                    self._notes.append(target.note)
+                return target
+        raise Unsupported(f"O_DIRECT: nowhere to do direct I/O that pins: {self._dio_reason}")
 
     def _op_dio_read(self, step: Step) -> StepResult:
-        self._need_dio()
-        return self._access(step, "dio_read", tag=step.tag or "")
+        t = self._need_dio()
+        return self._access(step, "dio_read", tag=step.tag or "", target=t.path,
+                            device=t.kind != "directory")
 
     def _op_dio_write(self, step: Step) -> StepResult:
-        self._need_dio()
-        return self._access(step, "dio_write")
+        t = self._need_dio()
+        return self._access(step, "dio_write", target=t.path, device=t.kind != "directory")
 
     def _remote(self, step: Step, op: str, **extra: Any) -> StepResult:
         target = self._proc(step.target)
@@ -722,6 +740,8 @@ class LiveBackend:
             env["undo"] = self._system.actions
         if self._swap is not None:
             env["swap_used"] = {"device": self._swap.device, "ours": self._swap.ours}
+        if self._dio is not None:
+            env["dio"] = {"target": self._dio.path, "kind": self._dio.kind}
         return env
 
 

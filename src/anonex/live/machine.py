@@ -149,7 +149,7 @@ class Swap:
     ours: bool
 
 
-def _wait_for(path: str, timeout: float = 2.0) -> bool:
+def wait_for(path: str, timeout: float = 2.0) -> bool:
     deadline = time.monotonic() + timeout
     while not os.path.exists(path):
         if time.monotonic() > deadline:
@@ -167,7 +167,7 @@ def _free_zram() -> int | None:
     return None
 
 
-def _zram_device(st: SystemState) -> int:
+def zram_device(st: SystemState) -> int:
     """A zram device of our own: an unused one (the cheapest: undone by its reset alone),
     else a hot-added one (undo: hot_remove), else one from loading the module (undo: unload
     it). Live runs hold the run lock, so no other anonex run takes the same device."""
@@ -187,7 +187,7 @@ def _zram_device(st: SystemState) -> int:
     if r.returncode != 0:
         raise Unavailable(f"no swap is active and zram cannot be loaded: {r.stderr.strip()}")
     st.on_restore("command", modprobe, "-r", "zram")
-    if not _wait_for("/sys/block/zram0/initstate"):
+    if not wait_for("/sys/block/zram0/initstate"):
         raise Unavailable("zram was loaded but /sys/block/zram0 did not appear")
     return 0
 
@@ -201,9 +201,9 @@ def ensure_swap(st: SystemState) -> Swap:
     if mkswap is None:
         raise Unavailable("no swap is active and mkswap(8) is not installed")
     with deferred_signals():
-        n = _zram_device(st)
+        n = zram_device(st)
         sysdir, dev = f"/sys/block/zram{n}", f"/dev/zram{n}"
-        if not _wait_for(dev):
+        if not wait_for(dev):
             raise Unavailable(f"{dev} did not appear")
         try:
             _write(f"{sysdir}/disksize", SWAP_SIZE)
