@@ -7,7 +7,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from anonex.diff import Divergence
+from anonex.diff import Divergence, group
 from anonex.observation import PageObs
 from anonex.scenario.runner import Trace
 
@@ -58,9 +58,30 @@ def problems(console: Console, cells: dict[tuple[str, str], Trace]) -> None:
         console.print(f"[yellow]skip[/] {shown}: {escape(reason)}")
 
 
-def divergences(console: Console, name: str, a: str, b: str, divs: list[Divergence]) -> None:
-    for d in divs:
-        console.print(f"[bold red]diverges[/] {name}: {escape(d.describe(a, b))}")
+MAX_DIVERGENCE_LINES = 20  # per scenario; the rest is counted
+
+
+def divergences(console: Console, name: str, a: str, b: str, divs: list[Divergence],
+                max_lines: int = MAX_DIVERGENCE_LINES) -> None:
+    """One scenario's divergences, grouped (:func:`anonex.diff.group`): a heading naming
+    the first diverging step, then one line per step, process, region and field with page
+    ranges, in step order, at most *max_lines* of them."""
+    groups = group(divs)
+    if not groups:
+        return
+    first = groups[0]
+    n = len(divs)
+    console.print(f"[bold red]diverges[/] {escape(name)}: {n} divergence{'s' * (n != 1)} "
+                  f"in {len(groups)} line{'s' * (len(groups) != 1)}, first at line "
+                  f"{first.line} ({escape(first.step)})")
+    cut = len(groups) if len(groups) <= max_lines + 1 else max_lines  # not "… and 1 more"
+    for g in groups[:cut]:
+        console.print(f"  {escape(g.describe(a, b))}")
+    rest = groups[cut:]
+    if rest:
+        n_rest = sum(g.count for g in rest)
+        console.print(f"  [dim]… and {len(rest)} more line{'s' * (len(rest) != 1)} "
+                      f"({n_rest} divergence{'s' * (n_rest != 1)})[/]")
 
 
 def _page_line(o: PageObs) -> str:
