@@ -35,6 +35,7 @@ settings and only then releases the machine-wide run lock (one live run at a tim
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import shutil
@@ -47,7 +48,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from anonex.kernel.versions import Rules
-from anonex.live import LiveUnavailable, available, features, libc, machine, safety
+from anonex.live import (
+    LiveUnavailable,
+    available,
+    features,
+    forcewrite,
+    libc,
+    machine,
+    safety,
+)
 from anonex.live.actor import actor_main
 from anonex.live.channel import ChannelClosed, ChannelError, DriverEnd, make_fifos
 from anonex.live.dio import DioTarget, DioUnavailable, ensure_dio
@@ -170,6 +179,8 @@ class LiveBackend:
             self._notes.append(features.KSM_NOTE)
         if obs.pmd_note:
             self._notes.append(obs.pmd_note)
+        if forcewrite.note():
+            self._notes.append(forcewrite.note())
         return obs
 
     def _prepare(self, scenario: Scenario) -> None:
@@ -667,7 +678,25 @@ class LiveBackend:
         return self._remote(step, "poke", tag=step.tag or "")
 
     def _op_force_write(self, step: Step) -> StepResult:
-        return self._remote(step, "force_write", tag=step.tag or "")
+        """A FOLL_FORCE write through ``/proc/PID/mem``: by the writing actor where the
+        kernel always allows it, else by a tracer of the target
+        (:mod:`anonex.live.forcewrite`)."""
+        if forcewrite.mode() == forcewrite.ALWAYS:
+            return self._remote(step, "force_write", tag=step.tag or "")
+        self._proc(step.proc)  # the writer must be there, as in the model
+        target = self._proc(step.target)
+        _, addr, n = self._span(step.loc)
+        reply = forcewrite.write_as_tracer(target.pid, addr, n, step.tag or "")
+        if "error" in reply:
+            if reply.get("errno") in (errno.EPERM, errno.EACCES):
+                raise Unsupported(f"force-write: this kernel allows forced /proc/PID/mem "
+                                  f"writes only to a ptracer, and the target cannot be "
+                                  f"traced here: {reply['error']}")
+            raise _StepError(f"force-write: {reply['error']}")
+        if reply.get("written") != n * PAGE:
+            raise _StepError(f"/proc/{target.pid}/mem write gave {reply.get('written')} of "
+                             f"{n * PAGE} bytes")
+        return StepResult(faults=self._faults(reply))
 
     def _op_split(self, step: Step) -> StepResult:
         """Remap a PMD-mapped THP with PTEs: mprotect the first page of the range read-only

@@ -123,6 +123,7 @@ _swapon = _proto("swapon", _int, ctypes.c_char_p, _int)
 _swapoff = _proto("swapoff", _int, ctypes.c_char_p)
 _prctl = _proto("prctl", _int, _int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
                 ctypes.c_ulong)
+_ptrace = _proto("ptrace", _long, _long, _int, _vp, _vp)
 syscall = _proto("syscall", _long, _long)  # variadic: pass ctypes-typed arguments
 memmove = ctypes.memmove
 
@@ -185,6 +186,11 @@ def process_vm_writev(pid: int, local: int, remote: int, length: int) -> int:
     li, ri = Iovec(local, length), Iovec(remote, length)
     return _check(_pvm_writev(pid, ctypes.byref(li), 1, ctypes.byref(ri), 1, 0),
                   "process_vm_writev")
+
+
+def ptrace(request: int, pid: int, addr: int, data: int) -> int:
+    """``ptrace(2)``; -1 with the errno in ``ctypes.get_errno()`` on failure."""
+    return int(_ptrace(request, pid, addr, data))
 
 
 def swapon(path: str, flags: int = 0) -> None:
