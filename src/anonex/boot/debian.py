@@ -357,8 +357,8 @@ def kernel_packages(paras: Iterable[dict[str, str]], suite: str) -> list[Choice]
             pkgs: tuple[Package, ...] = (kinds["image-unsigned"],)
         elif "binary" in kinds and "modules" in kinds:
             pkgs = (kinds["binary"], kinds["modules"])
-        elif "image" in kinds and "binary" not in kinds:
-            pkgs = (kinds["image"],)
+        elif "image" in kinds and "binary" not in kinds and "modules" not in kinds:
+            pkgs = (kinds["image"],)  # where modules come apart, linux-image is a metapackage
         else:
             continue
         out.append(Choice(suite, upstream_of(version), version, pkgs))

@@ -63,8 +63,9 @@ _BANNER_RE = re.compile(re.escape(_BANNER) + rb"(\d[\x21-\x7e]{2,}[\x20-\x7e]{0,
 
 
 def _printable(raw: bytes) -> str | None:
-    text = raw.split(b"\0", 1)[0]
-    if not text or any(c < 0x20 or c > 0x7E for c in text):
+    """The NUL-terminated ASCII text at the start of *raw*, or None."""
+    text, nul, _ = raw.partition(b"\0")
+    if not nul or not text or any(c < 0x20 or c > 0x7E for c in text):
         return None
     return text.decode("ascii")
 
@@ -82,11 +83,8 @@ def header_version(head: bytes) -> str | None:
     (pointer,) = struct.unpack_from("<H", head, _KERNEL_VERSION)
     if protocol < 0x200 or pointer == 0:
         return None
-    setup = (head[_SETUP_SECTS] or 4) + 1
-    start = pointer + 0x200
-    if start >= min(len(head), setup * 512):
-        return None
-    return _printable(head[start:start + 512])
+    end = min(len(head), ((head[_SETUP_SECTS] or 4) + 1) * 512)  # the setup sectors
+    return _printable(head[pointer + 0x200:end])
 
 
 def _scan_banner(path: Path) -> str | None:
@@ -107,7 +105,7 @@ def version_string(path: Path) -> str | None:
     """The kernel's version string (``6.1.0-53-amd64 (debian-kernel@...) #1 SMP ...``):
     from the boot header, else from a ``Linux version`` banner; None if neither."""
     with path.open("rb") as f:
-        head = f.read(0x8000)
+        head = f.read(0x20000)  # up to 255 setup sectors
     return header_version(head) or _scan_banner(path)
 
 
