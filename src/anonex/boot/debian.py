@@ -395,9 +395,18 @@ def _tool(name: str) -> str:
 
 
 def _apt_errors(text: str) -> str:
-    lines = [x.strip() for x in text.splitlines() if re.match(r"\s*(E:|W:|Err:|\s+\d{3}\s)", x)
-             or x.startswith("  ")]
+    """apt's error lines (``E:``, ``W:``, ``Err:`` and their indented details), shortened."""
+    lines = [x.strip() for x in text.splitlines()
+             if x.startswith(("E:", "W:", "Err:", "  "))]
     return "; ".join(lines[-3:]) or (text.strip().splitlines() or ["no output"])[-1]
+
+
+# The machine's apt hooks are for its own package state: after an update of ours they would
+# refresh system caches (appstream) or tell PackageKit its cache changed.
+_HOOKS_OFF = "".join(f"#clear {key};\n" for key in (
+    "APT::Update::Pre-Invoke", "APT::Update::Post-Invoke", "APT::Update::Post-Invoke-Success",
+    "APT::Update::Post-Invoke-Stats", "DPkg::Pre-Invoke", "DPkg::Post-Invoke",
+    "DPkg::Pre-Install-Pkgs"))
 
 
 class Apt:
@@ -410,11 +419,15 @@ class Apt:
             d.mkdir(parents=True, exist_ok=True)
         (work / "status").write_text("")
         (work / "sources.sources").write_text(sources_text(suite, archive))
-        self.opts = ["-o", f"Dir::Etc::sourcelist={work / 'sources.sources'}",
+        (work / "apt.conf").write_text(_HOOKS_OFF)
+        # -c is read after the machine's configuration (whose proxy settings still apply).
+        self.opts = ["-c", str(work / "apt.conf"),
+                     "-o", f"Dir::Etc::sourcelist={work / 'sources.sources'}",
                      "-o", "Dir::Etc::sourceparts=-",
                      "-o", f"Dir::State::Lists={self.lists}",
                      "-o", f"Dir::Cache={work / 'cache'}",
                      "-o", f"Dir::State::status={work / 'status'}",
+                     "-o", f"Dir::State::extended_states={work / 'extended_states'}",
                      "-o", "Acquire::Languages=none"]
         if os.geteuid() == 0:
             # As root apt downloads as the _apt user, which cannot write here; it would

@@ -24,7 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 Progress = Callable[[str, int, int], None]
-"""``progress(what, done, total)``: bytes downloaded so far while fetching a kernel."""
+"""``progress(what, done, total)`` while fetching a kernel: *what* is its name
+(``debian:6.1``) while downloading, *done* and *total* in bytes; ``NAME: phase`` with *total*
+0 for a step without a byte count (reading the archive's index, unpacking)."""
 
 KIMG_PATH = ("arch", "x86", "boot", "bzImage")
 """Where a kernel build tree keeps its image (virtme-ng's ``arch.kimg_path()`` on x86)."""
