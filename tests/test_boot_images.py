@@ -281,6 +281,27 @@ def test_one_line_sources_list(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert debian.archive_for("sid", debian.system_sources(tmp_path / "none")) is None
 
 
+def test_private_apt_state_and_no_hooks(tmp_path: Path) -> None:
+    """apt runs on a state of its own, and the machine's update hooks (appstream, PackageKit)
+    do not run after a private update."""
+    apt = debian.Apt(tmp_path / "apt", "sid", Archive("http://mirror.example/debian", None))
+    opts = dict(zip(apt.opts[::2], apt.opts[1::2], strict=True))
+    assert opts["-c"] == str(tmp_path / "apt" / "apt.conf")
+    settings = dict(v.split("=", 1) for k, v in zip(apt.opts[::2], apt.opts[1::2], strict=True)
+                    if k == "-o")
+    for key in ("Dir::Etc::sourcelist", "Dir::State::Lists", "Dir::Cache", "Dir::State::status",
+                "Dir::State::extended_states"):
+        assert settings[key].startswith(str(tmp_path)), key
+    assert settings["Dir::Etc::sourceparts"] == "-"
+    assert (tmp_path / "apt" / "lists" / "partial").is_dir()
+    if shutil.which("apt-config") is None:
+        return
+    dump = subprocess.run(["apt-config", *apt.opts, "dump"], capture_output=True, text=True,
+                          check=True).stdout
+    hooks = [x for x in dump.splitlines() if "Invoke" in x and not x.endswith('"";')]
+    assert hooks == []
+
+
 # --- short names against a fake apt ------------------------------------------------------------
 
 # `apt-cache show` output captured from the archive (fields trimmed to those that matter).
