@@ -10,16 +10,19 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from importlib import resources
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress
 
 from anonex import BUILD, __version__
+from anonex.boot.kernels_cli import kernels_cmd
 from anonex.diff import Divergence, diff
 from anonex.explore.cli import explore_cmd
 from anonex.kernel.backend import ModelBackend
@@ -131,22 +134,43 @@ def run_cmd(
     _emit_one(t, show_trace, as_json, as_dot)
 
 
+BootOpt = Annotated[list[str] | None, typer.Option(
+    "--boot", metavar="IMAGE",
+    help="boot this kernel in a VM and run there: a kernel image (vmlinuz, a build tree's "
+         "bzImage) or a Debian kernel's short name such as debian:6.1 (see anonex kernels)")]
+
+
 @app.command("live")
 def live_cmd(file: FileArg, show_trace: TraceOpt = False, as_json: JsonOpt = False,
-             as_dot: DotOpt = False) -> None:
-    """Run one scenario on the running kernel (needs root and /proc/kpageflags)."""
+             as_dot: DotOpt = False,
+             boot: Annotated[str | None, typer.Option(
+                 "--boot", metavar="IMAGE", help="run on this kernel, booted in a VM "
+                 "(a kernel image or debian:NAME) instead of the running one")] = None
+             ) -> None:
+    """Run one scenario on the running kernel (needs root and /proc/kpageflags), or on a
+    kernel booted in a VM (--boot)."""
     scen = _parse_all(_collect([file]))[0]
-    be, why = _live_backend()
-    if be is None:
-        err.print(f"anonex live: the live kernel is not available here: {why}")
-        raise typer.Exit(2)
     from anonex.live import LiveUnavailable
 
+    booted = _booted_kernels([boot], [scen]) if boot else []
+    if booted:
+        be: Backend | None = booted[0][1]
+    else:
+        be, why = _live_backend()
+        if be is None:
+            err.print(f"anonex live: the live kernel is not available here: {why}")
+            raise typer.Exit(4)
+    assert be is not None
     try:
         t = run(scen, be)
     except LiveUnavailable as e:
-        err.print(f"anonex live: the live kernel is not available here: {e.reason}")
-        raise typer.Exit(2) from None
+        err.print(f"anonex live: the kernel is not available: {e.reason}")
+        raise typer.Exit(4) from None
+    finally:
+        for _, b in booted:
+            b.close()
+    if not as_json and not as_dot:
+        _kernel_header(err, be.name, t)
     _emit_one(t, show_trace, as_json, as_dot)
 
 
@@ -174,73 +198,144 @@ def check_cmd(
                                                      help="model only these versions")] = None,
     no_live: Annotated[bool, typer.Option("--no-live", help="do not run the live kernel")] =
     False,
+    boot: BootOpt = None,
     as_tap: Annotated[bool, typer.Option("--tap", help="kselftest-style TAP output")] = False,
     layout: LayoutOpt = None,
 ) -> None:
-    """Run scenarios on the model at every boundary version and on the live kernel, print
-    the matrix and every model-vs-live divergence."""
+    """Run scenarios on the model at every boundary version, on the running kernel and on
+    kernels booted in VMs (--boot), print the matrix and every model-vs-kernel divergence."""
     files = _collect(paths or [library_dir()])
     scens = _parse_all(files)
     versions = [_version(v) for v in kernel] if kernel else boundary_versions()
     if not kernel and CURRENT not in versions:
         versions = sorted([*versions, CURRENT])
+    booted = _booted_kernels(boot or [], scens)
     live, live_why = (None, "--no-live") if no_live else _live_backend()
-    columns = [str(v) for v in versions] + ["live"]
+    kernels: list[tuple[str, Backend | None, str]] = [("live", live, live_why)]
+    kernels += [(col, be, "") for col, be in booted]
+    columns = [str(v) for v in versions] + [col for col, _, _ in kernels]
     cells: dict[tuple[str, str], Trace] = {}
-    divergent: list[tuple[str, str, list[Divergence]]] = []
-    diff_jobs: list[tuple[str, Future[tuple[str, list[Divergence]]]]] = []
-    total = len(scens) * (len(versions) + (2 if live else 0))
+    divergent: list[tuple[str, str, str, list[Divergence]]] = []
+    diff_jobs: list[tuple[str, str, Future[tuple[str, list[Divergence]]]]] = []
+    not_run: list[tuple[str, str]] = []
+    headers: dict[str, Trace] = {}
+    n_kernels = sum(1 for _, be, _ in kernels if be is not None)
+    total = len(scens) * (len(versions) + 2 * n_kernels)
     lay = _layout(layout)
-    with Progress(console=err, transient=True, disable=not err.is_terminal) as prog, \
-            ProcessPoolExecutor(max_workers=max(1, (os.cpu_count() or 1))) as pool:
-        task = prog.add_task("checking", total=total)
-        # the version matrix runs in worker processes while this one drives the kernel
-        futures = [pool.submit(_model_matrix, s.path, versions, lay) for s in scens]
-        for fut in futures:
-            fut.add_done_callback(lambda f: prog.advance(task, len(versions)))
-        for s in scens:
-            if live is not None:
-                from anonex.live import LiveUnavailable
-
-                try:
-                    lt = run(s, live)
-                except LiveUnavailable as e:
-                    live, live_why = None, e.reason
+    try:
+        with Progress(console=err, transient=True, disable=not err.is_terminal) as prog, \
+                ProcessPoolExecutor(max_workers=max(1, (os.cpu_count() or 1))) as pool:
+            task = prog.add_task("checking", total=total)
+            # the version matrix runs in worker processes while this one drives the kernels
+            futures = [pool.submit(_model_matrix, s.path, versions, lay) for s in scens]
+            for fut in futures:
+                fut.add_done_callback(lambda f: prog.advance(task, len(versions)))
+            for col, be, why in kernels:
+                if be is None:
+                    not_run.append((col, why))
                     continue
-                cells[(s.name, "live")] = lt
-                # the model at the kernel's version and the diff run in a worker too
-                job = pool.submit(_diff_with_model, lt)
-                job.add_done_callback(lambda f: prog.advance(task, 2))
-                diff_jobs.append((s.name, job))
-                cells[(s.name, "live")] = _light_copy(lt)
-        for name, job in diff_jobs:
-            model_name, divs = job.result()
-            if divs:
-                divergent.append((name, model_name, divs))
-        for s, fut in zip(scens, futures, strict=True):
-            for v, t in zip(versions, fut.result(), strict=True):
-                t.scenario = s
-                cells[(s.name, str(v))] = t
-        cells = dict(sorted(cells.items(), key=lambda kv: (
-            [x.name for x in scens].index(kv[0][0]), columns.index(kv[0][1]))))
+                prog.update(task, description=f"checking ({col})")
+                why = _run_kernel(col, be, scens, pool, cells, diff_jobs, headers,
+                                  lambda n: prog.advance(task, n))
+                if why:
+                    not_run.append((col, why))
+            for name, col, job in diff_jobs:
+                model_name, divs = job.result()
+                if divs:
+                    divergent.append((name, col, model_name, divs))
+            for s, fut in zip(scens, futures, strict=True):
+                for v, t in zip(versions, fut.result(), strict=True):
+                    t.scenario = s
+                    cells[(s.name, str(v))] = t
+            order = [x.name for x in scens]
+            cells = dict(sorted(cells.items(), key=lambda kv: (
+                order.index(kv[0][0]), columns.index(kv[0][1]))))
+    finally:
+        for _, be in booted:
+            be.close()
     if as_tap:
         res = [(f"{t.scenario.title or name} [{col}]", t) for (name, col), t in cells.items()]
         out.print(tap(res), markup=False)
     else:
+        for col, t in headers.items():
+            _kernel_header(out, col, t)
         rtext.matrix(out, [s.name for s in scens], columns, cells)
         rtext.problems(out, cells)
-        for name, model_name, divs in divergent:
-            rtext.divergences(out, name, model_name, "live", divs)
-        if live is None:
-            out.print(f"[yellow]live kernel not run[/]: {live_why}")
+        for name, col, model_name, divs in divergent:
+            rtext.divergences(out, name, model_name, col, divs)
+        for col, why in not_run:
+            what = "live kernel" if col == "live" else f"booted kernel {col}"
+            out.print(f"[yellow]{what} not run[/]: {escape(why)}")
         n_bad = sum(1 for t in cells.values() if not t.as_expected)
         out.print(f"{len(scens)} scenarios, {len(cells)} runs: {n_bad} unexpected, "
-                  f"{len(divergent)} diverging from the live kernel")
-    bad = any(not t.as_expected for t in cells.values()) or bool(divergent)
+                  f"{len({(n, c) for n, c, _, _ in divergent})} diverging from a real kernel")
+    bad = any(not t.as_expected for t in cells.values()) or bool(divergent) or \
+        any(col != "live" for col, _ in not_run)
     raise typer.Exit(1 if bad else 0)
 
 
+def _run_kernel(col: str, be: Backend, scens: list[Scenario], pool: ProcessPoolExecutor,
+                cells: dict[tuple[str, str], Trace],
+                diff_jobs: list[tuple[str, str, Future[tuple[str, list[Divergence]]]]],
+                headers: dict[str, Trace], advance: Callable[[int], object]) -> str:
+    """Every scenario on one real kernel (the running one or a booted one); the model at
+    its version and the diff go to the worker pool. Returns why it stopped early ("")."""
+    from anonex.live import LiveUnavailable
+
+    for s in scens:
+        try:
+            lt = run(s, be)
+        except LiveUnavailable as e:
+            return e.reason
+        headers.setdefault(col, _light_copy(lt))
+        job = pool.submit(_diff_with_model, lt)
+        job.add_done_callback(lambda f: advance(2))
+        diff_jobs.append((s.name, col, job))
+        cells[(s.name, col)] = _light_copy(lt)
+    return ""
+
+
+def _booted_kernels(specs: list[str], scens: list[Scenario]) -> list[tuple[str, Any]]:
+    """A :class:`~anonex.boot.backend.BootedKernel` for each ``--boot`` argument (fetching
+    Debian kernels first, with a progress bar), named for its matrix column."""
+    if not specs:
+        return []
+    from anonex.boot.backend import BootedKernel
+    from anonex.boot.images import ImageError, resolve
+    from anonex.boot.kernels_cli import download_progress
+
+    out: list[tuple[str, Any]] = []
+    with download_progress(err) as progress:
+        for spec in specs:
+            try:
+                image = resolve(spec, progress)
+            except ImageError as e:
+                err.print(f"error: --boot {spec}: {e}", markup=False, soft_wrap=True)
+                raise typer.Exit(2) from None
+            col = image.label
+            n = 2
+            while col in [c for c, _ in out] or col == "live":
+                col, n = f"{image.label}#{n}", n + 1
+            out.append((col, BootedKernel(image, [s.path for s in scens], name=col)))
+    return out
+
+
+def _kernel_header(console: Console, col: str, t: Trace) -> None:
+    """What a real kernel is and what it cannot show, once, before its results."""
+    env = t.env
+    if "accel" in env:
+        from anonex.boot.backend import describe_env
+
+        console.print(describe_env(col, t.version, env), markup=False, soft_wrap=True)
+    else:
+        rel = env.get("kernel_release") or env.get("kernel", "")
+        console.print(f"{col}: Linux {t.version} ({rel}), the running kernel", markup=False)
+    for note in env.get("notes") or []:
+        console.print(f"  note: {note}", markup=False, soft_wrap=True)
+
+
 app.command("explore")(explore_cmd)
+app.command("kernels")(kernels_cmd)
 
 
 @app.command("page-types", add_help_option=False, context_settings={

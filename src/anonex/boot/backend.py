@@ -1,0 +1,250 @@
+"""A booted kernel as one more :class:`~anonex.observation.Backend`.
+
+:class:`BootedKernel` boots its image once (:mod:`anonex.boot.vm`) and has the guest run
+the live backend on every scenario it will be asked for (:mod:`anonex.boot.guest`), while
+the host reads the guest's results as they arrive, one JSON line per scenario, from the
+directory both share. Each scenario is then replayed on the host
+(:class:`~anonex.boot.record.Replay`), so the runner, the model and the diff run here, at
+the host's speed, and nothing above the backends knows a VM was involved.
+
+Timeouts: the guest must say hello within :data:`BOOT_TIMEOUT` seconds of starting, and
+each scenario must arrive within :data:`SCENARIO_TIMEOUT` seconds of the one before (both
+scaled down under KVM). A guest that panics, hangs or dies is killed and reported for that
+kernel (:class:`~anonex.live.LiveUnavailable` with the console's last lines); the caller
+goes on with its other kernels.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from anonex.boot import bundle, vm
+from anonex.boot.images import KernelImage
+from anonex.boot.record import Event, GuestError, Replay
+from anonex.live import LiveUnavailable
+from anonex.observation import PageObs, StepResult
+from anonex.scenario.ast import Scenario, Step
+from anonex.versions import KernelVersion
+
+BOOT_TIMEOUT = float(os.environ.get("ANONEX_BOOT_TIMEOUT", "240"))
+SCENARIO_TIMEOUT = float(os.environ.get("ANONEX_SCENARIO_TIMEOUT", "240"))
+POLL = 0.05
+
+#: environment variables the guest's anonex gets from ours
+PASSED_ENV = ("ANONEX_PURE", "ANONEX_LIVE_LOCK_TIMEOUT", "ANONEX_DIO_DIR")
+
+
+class GuestFailed(RuntimeError):
+    """The guest did not deliver (hung, panicked, exited early); the message says how."""
+
+
+class GuestSession:
+    """One boot of one image running a list of scenarios; their recordings as they come."""
+
+    def __init__(self, image: KernelImage, paths: list[str]) -> None:
+        self.image = image
+        self.paths = paths
+        self.dir = Path(tempfile.mkdtemp(prefix="anonex-guest-"))
+        self.out = self.dir / "records.jsonl"
+        self.guest: vm.Guest | None = None
+        self.hello: dict[str, Any] | None = None
+        self.done: dict[str, Any] | None = None
+        self.failed = ""
+        self._lines: dict[str, list[dict[str, Any]]] = {}
+        self._offset = 0
+        self._buf = b""
+        self._last = 0.0  # when the last line came
+        self.boot_started = 0.0
+        self.seconds_to_hello = 0.0
+        self.last_seconds = 0.0  # how long the guest took for the last scenario handed out
+
+    # -- running the guest -------------------------------------------------------------------
+
+    def _command(self) -> str:
+        lst = self.dir / "scenarios.txt"
+        lst.write_text("".join(p + "\n" for p in self.paths))
+        py = bundle.build(bundle.cache_dir())
+        argv, env = py.command(["-m", "anonex.boot.guest", str(self.out), str(lst)])
+        env.update({k: os.environ[k] for k in PASSED_ENV if k in os.environ})
+        unpack = (f"mkdir -p {bundle.UNPACK} && tar xf {shlex.quote(str(py.tar))} "
+                  f"-C {bundle.UNPACK}")
+        return unpack + " && " + vm.shell_command(argv, env, os.getcwd())
+
+    def start(self) -> None:
+        if self.guest is not None or self.failed:
+            return
+        vm.check_tools()
+        self.boot_started = time.monotonic()
+        self.guest = vm.boot(self.image.kimg, self._command(), self.dir)
+        self._last = time.monotonic()
+        self._wait(lambda: self.hello is not None, BOOT_TIMEOUT, "to boot and start anonex")
+        self.seconds_to_hello = time.monotonic() - self.boot_started
+        assert self.hello is not None
+        if "error" in self.hello:
+            self._fail(f"anonex could not run in the guest: {self.hello['error']}")
+
+    def _fail(self, why: str) -> None:
+        self.failed = why
+        self.close()
+        raise GuestFailed(why)
+
+    def _read(self) -> None:
+        """Take every complete line the guest has written since the last look."""
+        try:
+            with open(self.out, "rb") as f:
+                f.seek(self._offset)
+                data = f.read()
+        except FileNotFoundError:
+            return
+        self._offset += len(data)
+        self._buf += data
+        *lines, self._buf = self._buf.split(b"\n")
+        for raw in lines:
+            if not raw.strip():
+                continue
+            rec = json.loads(raw)
+            self._last = time.monotonic()
+            kind = rec.get("kind")
+            if kind == "hello":
+                self.hello = rec
+            elif kind == "done":
+                self.done = rec
+            elif kind == "scenario":
+                self._lines.setdefault(str(rec["path"]), []).append(rec)
+
+    def _wait(self, ready: Any, timeout: float, what: str) -> None:
+        while True:
+            self._read()
+            if ready():
+                return
+            g = self.guest
+            assert g is not None
+            if not g.alive():
+                self._read()
+                if ready():
+                    return
+                self._fail(f"the guest stopped before it finished {what}"
+                           f"{_panic(g.console_tail())}")
+            if time.monotonic() - self._last > timeout:
+                self._fail(f"the guest hung: nothing came for {timeout:g} s while waiting "
+                           f"{what}{_panic(g.console_tail())}")
+            time.sleep(POLL)
+
+    def record(self, path: str) -> list[Event]:
+        """The recording of *path*'s run (waits until the guest has sent it)."""
+        if self.failed:
+            raise GuestFailed(self.failed)
+        self.start()
+        self._wait(lambda: bool(self._lines.get(path)),
+                   SCENARIO_TIMEOUT, f"for {Path(path).name}")
+        rec = self._lines[path].pop(0)
+        self.last_seconds = float(rec.get("seconds", 0.0))
+        if "error" in rec:
+            raise GuestError(f"{Path(path).name} in the guest: {rec['error']}")
+        events: list[Event] = rec["events"]
+        return events
+
+    def close(self) -> None:
+        if self.guest is not None:
+            self.guest.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    @property
+    def accel(self) -> str:
+        return self.guest.accel if self.guest is not None else "?"
+
+
+def _panic(tail: str) -> str:
+    return f"; the console ended with:\n{tail}" if tail else ""
+
+
+class BootedKernel:
+    """The Backend protocol on a kernel image booted in a VM: one boot for all the scenarios
+    given at construction (one more scenario than that is an error)."""
+
+    def __init__(self, image: KernelImage, paths: list[str], name: str | None = None) -> None:
+        self.image = image
+        self.name = name or image.label
+        self.session = GuestSession(image, paths)
+        self._replay: Replay | None = None
+
+    def _booted(self) -> Replay:
+        if self._replay is None:
+            try:
+                self.session.start()
+            except (GuestFailed, vm.BootError) as e:
+                raise LiveUnavailable(f"{self.name}: {e}") from None
+            hello = self.session.hello or {}
+            self._replay = Replay(self.name, KernelVersion.parse(str(hello["version"])),
+                                  self._source)
+        return self._replay
+
+    def _source(self, scenario: Scenario) -> list[Event]:
+        try:
+            return self.session.record(scenario.path)
+        except GuestFailed as e:
+            raise LiveUnavailable(f"{self.name}: {e}") from None
+
+    @property
+    def version(self) -> KernelVersion:
+        """The guest kernel's upstream version (boots the guest on first use)."""
+        return self._booted().version
+
+    @version.setter
+    def version(self, v: KernelVersion) -> None:  # the protocol's attribute; fixed here
+        raise AttributeError("a booted kernel's version is what the guest says")
+
+    def start(self, scenario: Scenario) -> None:
+        self._booted().start(scenario)
+
+    def step(self, step: Step) -> StepResult:
+        return self._booted().step(step)
+
+    def observe(self) -> list[PageObs]:
+        return self._booted().observe()
+
+    def finish(self) -> None:
+        if self._replay is not None:
+            self._replay.finish()
+
+    def environment(self) -> dict[str, Any]:
+        env = self._booted().environment()
+        return {**env, **self.boot_facts(), "guest_seconds": self.session.last_seconds}
+
+    def boot_facts(self) -> dict[str, Any]:
+        """How this kernel was booted (image, accelerator and why, times)."""
+        hello = self.session.hello or {}
+        _, why = vm.accel_choice()
+        return {"image": str(self.image.kimg), "label": self.image.label,
+                "release": hello.get("release", self.image.release),
+                "uname_v": hello.get("uname_v"),
+                "accel": self.session.accel, "accel_why": why,
+                "boot_seconds": round(self.session.seconds_to_hello, 1),
+                "guest_uptime_at_start": hello.get("boot_seconds"),
+                "run_seconds": (self.session.done or {}).get("seconds")}
+
+    def close(self) -> None:
+        """Stop the guest (if it still runs) and remove what the boot left."""
+        self.session.close()
+
+    def __enter__(self) -> BootedKernel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def describe_env(name: str, version: KernelVersion, env: dict[str, Any]) -> str:
+    """One line on a booted kernel for the output's header, from a run's environment."""
+    acc = str(env.get("accel", "?")).upper()
+    if env.get("accel") == "tcg" and env.get("accel_why"):
+        acc += f" (no KVM: {env['accel_why']})"
+    return (f"{name}: Linux {version} ({env.get('release')}) booted in a VM · {acc} · "
+            f"boot {env.get('boot_seconds', 0):.0f} s")
