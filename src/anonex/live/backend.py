@@ -237,7 +237,9 @@ class LiveBackend:
 
     def _tune_ksm(self) -> None:
         self._need_ksm()
-        machine.ksm_tune(self._state())
+        for note in machine.ksm_tune(self._state()):
+            if note not in self._notes:
+                self._notes.append(note)
 
     def _need_hugetlb(self, pages: int) -> None:
         try:

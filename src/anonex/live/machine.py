@@ -10,21 +10,24 @@ recorded, so a signal never leaves an unrecorded change behind.
   (an unused one, else one hot-added through ``/sys/class/zram-control``, else zram loaded)
   gets a 256 MiB disksize, ``mkswap`` and ``swapon``; undone by ``swapoff``, ``reset`` (and
   ``hot_remove`` or unloading the module).
-* **KSM** (:func:`ksm_scan`): for one ``ksm-scan`` step ksmd runs (``run=1``) until
-  ``full_scans`` has advanced by two (three if ksmd was already running, since it may be
-  mid-scan) and is then stopped again if it was stopped before, so that merging happens
-  only where the scenario says, as in the model. During the run ``pages_to_scan`` is large
-  (one wake-up covers a whole scan), ``sleep_millisecs`` small and ``smart_scan`` off
-  (it would skip pages that did not merge in earlier scans; the model never skips).
-* **THP** (:func:`ensure_thp`): ``enabled`` is kept at ``always``/``madvise`` and set to
-  ``madvise`` when it is ``never``. khugepaged must not collapse a scenario's split or
-  partly unmapped THP behind its back (:func:`quiet_khugepaged`): its
+* **KSM** (:func:`ksm_tune`, :func:`ksm_scan`): set as the model assumes it
+  (:data:`KSM_SETTINGS`: ``run=0`` between scans, ``use_zero_pages=0``, no
+  ``max_page_sharing`` limit that a scenario could reach, ``merge_across_nodes=1``,
+  ``smart_scan`` and the advisor off). For one ``ksm-scan`` step ksmd runs (``run=1``)
+  until ``full_scans`` has advanced by two and is then stopped again, so that merging
+  happens only where the scenario says, as in the model. During the run ``pages_to_scan``
+  is large (one wake-up covers a whole scan) and ``sleep_millisecs`` small.
+* **THP** (:func:`ensure_thp`): every setting an outcome depends on is set explicitly
+  (:data:`THP_SETTINGS`, :data:`MTHP_SETTINGS`): ``enabled=madvise`` (guests default to
+  ``always``), ``defrag=madvise``, ``use_zero_page=1``, khugepaged's ``max_ptes_*`` at
+  their defaults; per size, 64 KiB ``madvise`` (the one mTHP size the model enables),
+  2 MiB ``inherit``, every other size ``never``. khugepaged must not collapse a
+  scenario's split or partly unmapped THP behind its back (:func:`quiet_khugepaged`): its
   ``scan_sleep_millisecs`` is raised for the run (the write triggers one pass, which is
   waited out before the run maps anything), and the driver keeps khugepaged's list of mms
   non-empty with an empty MADV_HUGEPAGE region, so that no actor's registration wakes it
-  for a pass in the middle of a scenario. **mTHP**
-  (:func:`ensure_mthp`): ``hugepages-64kB`` is set to ``madvise``, the one mTHP size the
-  model enables; other sizes are left alone.
+  for a pass in the middle of a scenario.
+* **swap readahead** (:data:`SWAP_SETTINGS`): VMA-based, ``page-cluster=3``, as modelled.
 * **hugetlb** (:func:`ensure_hugetlb`): 2 MiB pool pages are added until enough are free
   and unreserved.
 
@@ -69,6 +72,7 @@ SWAP_SIZE = "256M"
 KSM_PAGES_TO_SCAN = 10000
 KSM_SLEEP_MS = 1
 KSM_TIMEOUT = 20.0
+KSM_MAX_PAGE_SHARING = 65536  # more mappings than any scenario makes of one page
 KHUGEPAGED_SLEEP_MS = 3_600_000  # an hour: no background collapse during a run
 KHUGEPAGED_WAIT = 5.0  # seconds to wait for the scan pass that the setting triggers
 
@@ -192,8 +196,15 @@ def zram_device(st: SystemState) -> int:
     return 0
 
 
+#: swap-in readahead as the model has it: VMA-based, a window of at most 1 << 3 pages
+SWAP_SETTINGS = {"/proc/sys/vm/page-cluster": "3", f"{MM}/swap/vma_ra_enabled": "true"}
+
+
 def ensure_swap(st: SystemState) -> Swap:
-    """Swap to page out to: the active one, else a zram device switched on for the run."""
+    """Swap to page out to: the active one, else a zram device switched on for the run;
+    readahead set as the model assumes (:data:`SWAP_SETTINGS`)."""
+    for path, value in SWAP_SETTINGS.items():
+        set_knob(st, path, value)
     swaps = active_swaps()
     if swaps:
         return Swap(swaps[0], ours=False)
@@ -224,17 +235,39 @@ def ensure_swap(st: SystemState) -> Swap:
 # -- KSM -------------------------------------------------------------------------------------
 
 
-def ksm_tune(st: SystemState) -> None:
-    """Fast, complete scans while the run lasts (recorded, restored at the end)."""
+#: KSM as the model has it: no merging but in ksm-scan steps (ksmd stopped between them),
+#: all-zero pages merged like others, one KSM page however many map it (the kernel chains
+#: a new one after max_page_sharing mappings, 256 by default), one NUMA tree
+KSM_SETTINGS = {
+    "run": "0",
+    "use_zero_pages": "0",
+    "max_page_sharing": str(KSM_MAX_PAGE_SHARING),
+    "merge_across_nodes": "1",
+    "smart_scan": "0",  # would skip pages that did not merge in earlier scans
+    "advisor_mode": "none",  # would retune pages_to_scan
+}
+
+
+def ksm_tune(st: SystemState) -> list[str]:
+    """KSM as the model assumes it (:data:`KSM_SETTINGS`) and fast, complete scans while
+    the run lasts (recorded, restored at the end). Returns a note for every setting the
+    kernel refused (max_page_sharing and merge_across_nodes can change only while no KSM
+    page exists)."""
     if not os.path.exists(f"{KSM}/run"):
         raise Unavailable("no KSM on this kernel (CONFIG_KSM is off)")
+    notes: list[str] = []
+    for name, value in KSM_SETTINGS.items():
+        try:
+            set_knob(st, f"{KSM}/{name}", value)
+        except OSError as e:
+            notes.append(f"KSM {name} stays {read(f'{KSM}/{name}')} (wanted {value}: "
+                         f"{e.strerror})")
     with deferred_signals():
         if int(read(f"{KSM}/pages_to_scan") or "0") < KSM_PAGES_TO_SCAN:
             st.set(f"{KSM}/pages_to_scan", str(KSM_PAGES_TO_SCAN))
         if int(read(f"{KSM}/sleep_millisecs") or "0") > KSM_SLEEP_MS:
             st.set(f"{KSM}/sleep_millisecs", str(KSM_SLEEP_MS))
-        if read(f"{KSM}/smart_scan") not in (None, "0"):
-            st.set(f"{KSM}/smart_scan", "0")
+    return notes
 
 
 def ksm_scan(st: SystemState, timeout: float = KSM_TIMEOUT) -> int:
@@ -264,17 +297,53 @@ def ksm_scan(st: SystemState, timeout: float = KSM_TIMEOUT) -> int:
 # -- THP, mTHP -------------------------------------------------------------------------------
 
 
-def ensure_thp(st: SystemState) -> None:
-    """PMD-size THP available in MADV_HUGEPAGE regions, and khugepaged quiet while the run
-    lasts (it would collapse a split THP back behind the scenario's back: the model has no
-    khugepaged)."""
-    enabled = f"{THP}/enabled"
-    cur = selected(read(enabled))
+#: THP settings the model assumes (madvise mode, the huge zero page on read faults), and
+#: khugepaged's limits at their kernel defaults, so that host and guests agree
+THP_SETTINGS = {
+    "enabled": "madvise",
+    "defrag": "madvise",
+    "use_zero_page": "1",
+    "khugepaged/max_ptes_none": "511",
+    "khugepaged/max_ptes_swap": "64",
+    "khugepaged/max_ptes_shared": "256",
+}
+#: per-size (mTHP, 6.8+) settings: 64 KiB in MADV_HUGEPAGE regions as in the model, the PMD
+#: size following ``enabled``, every other size off
+MTHP_SETTINGS = {"64kB": "madvise", "2048kB": "inherit"}
+
+
+def set_knob(st: SystemState, path: str, value: str) -> bool:
+    """Set a sysfs/procfs knob to *value* unless it has it (a ``[selected]`` menu counts by
+    its selected word), recording the old value in *st*. False if the knob is missing."""
+    cur = read(path)
     if cur is None:
-        raise Unavailable("no transparent huge pages on this kernel")
-    if cur == "never":
+        return False
+    if selected(cur) != value:
         with deferred_signals():
-            st.set(enabled, "madvise")
+            st.set(path, value)
+    return True
+
+
+def mthp_sizes() -> list[str]:
+    """The per-size THP directories' sizes (``16kB`` …), where the kernel has them."""
+    with contextlib.suppress(OSError):
+        return [d[len("hugepages-"):] for d in os.listdir(THP)
+                if d.startswith("hugepages-") and os.path.exists(f"{THP}/{d}/enabled")]
+    return []
+
+
+def ensure_thp(st: SystemState) -> None:
+    """Every THP setting an outcome depends on, set explicitly (:data:`THP_SETTINGS`,
+    :data:`MTHP_SETTINGS`; a guest's default ``enabled=always`` would give THPs where the
+    model gives none), and khugepaged quiet while the run lasts (it would collapse a split
+    THP back behind the scenario's back: the model has no khugepaged). The settings come
+    first: writing them may wake khugepaged, whose pass :func:`quiet_khugepaged` waits out."""
+    if selected(read(f"{THP}/enabled")) is None:
+        raise Unavailable("no transparent huge pages on this kernel")
+    for name, value in THP_SETTINGS.items():
+        set_knob(st, f"{THP}/{name}", value)
+    for size in mthp_sizes():
+        set_knob(st, f"{THP}/hugepages-{size}/enabled", MTHP_SETTINGS.get(size, "never"))
     quiet_khugepaged(st)
     pmd = selected(read(f"{THP}/hugepages-2048kB/enabled"))
     if pmd == "never":
@@ -282,13 +351,10 @@ def ensure_thp(st: SystemState) -> None:
 
 
 def ensure_mthp(st: SystemState) -> None:
-    """64 KiB mTHP in MADV_HUGEPAGE regions, as the model has it (6.8+ kernels only)."""
-    path = f"{THP}/hugepages-64kB/enabled"
-    cur = selected(read(path))
-    if cur is not None and cur != "madvise":
-        with deferred_signals():
-            st.set(path, "madvise")
-    quiet_khugepaged(st)
+    """The THP settings of :func:`ensure_thp` (64 KiB mTHP in MADV_HUGEPAGE regions, as the
+    model has it on 6.8+ kernels), where the kernel has THP at all."""
+    with contextlib.suppress(Unavailable):
+        ensure_thp(st)
 
 
 def quiet_khugepaged(st: SystemState) -> None:
@@ -435,10 +501,17 @@ def environment() -> dict[str, Any]:
         "thp_defrag": selected(read(f"{THP}/defrag")),
         "thp_use_zero_page": read(f"{THP}/use_zero_page"),
         "khugepaged_scan_sleep_millisecs": read(f"{THP}/khugepaged/scan_sleep_millisecs"),
+        "khugepaged_max_ptes": {n: read(f"{THP}/khugepaged/max_ptes_{n}")
+                                for n in ("none", "swap", "shared")},
         "mthp": mthp,
         "swaps": [" ".join(s.split()[:3]) for s in swaps],
         "ksm_run": read(f"{KSM}/run"),
         "ksm_use_zero_pages": read(f"{KSM}/use_zero_pages"),
+        "ksm_max_page_sharing": read(f"{KSM}/max_page_sharing"),
+        "ksm_merge_across_nodes": read(f"{KSM}/merge_across_nodes"),
+        "ksm_advisor_mode": selected(read(f"{KSM}/advisor_mode")),
+        "swap_page_cluster": read("/proc/sys/vm/page-cluster"),
+        "swap_vma_ra_enabled": read(f"{MM}/swap/vma_ra_enabled"),
         "ksm_smart_scan": read(f"{KSM}/smart_scan"),
         "ksm_pages_to_scan": read(f"{KSM}/pages_to_scan"),
         "ksm_sleep_millisecs": read(f"{KSM}/sleep_millisecs"),
