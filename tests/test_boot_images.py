@@ -466,22 +466,26 @@ def _fake_cached(cache: Path, name: str, release: str, upstream: str) -> Path:
 
 
 def test_cached_kernel_needs_no_apt(cache: Path, no_apt: None) -> None:
-    folder = _fake_cached(cache, "debian:6.1", "6.1.0-50-amd64", "6.1.176")
+    folder = _fake_cached(cache, "debian:6.1", "6.1.0-53-amd64", "6.1.187")
     # a half-done fetch and a folder without kernel.json are not kernels
     (cache / "kernels" / ".fetch-debian-6.12-abc" / "root").mkdir(parents=True)
     (cache / "kernels" / "debian-5.10" / "boot").mkdir(parents=True)
     assert [r.name for r in debian.cached()] == ["debian:6.1"]
     k = resolve("debian:6.1")
-    assert k == KernelImage(label="debian:6.1", kimg=folder / "boot" / "vmlinuz-6.1.0-50-amd64",
-                            release="6.1.0-50-amd64",
-                            moddir=folder / "lib" / "modules" / "6.1.0-50-amd64",
-                            upstream="6.1.176")
+    assert k == KernelImage(label="debian:6.1", kimg=folder / "boot" / "vmlinuz-6.1.0-53-amd64",
+                            release="6.1.0-53-amd64",
+                            moddir=folder / "lib" / "modules" / "6.1.0-53-amd64",
+                            upstream="6.1.187")
     # an exact version that a cached kernel has is that kernel, under its own label
-    k2 = resolve("debian:6.1.176")
-    assert k2.kimg == k.kimg and k2.label == "debian:6.1.176"
+    k2 = resolve("debian:6.1.187")
+    assert k2.kimg == k.kimg and k2.label == "debian:6.1.187"
     # a cached kernel is checked against what resolving its image gives (virtme-ng's view)
     assert from_path(str(k.kimg)) == KernelImage(
-        label=k.kimg.name, kimg=k.kimg, release=k.release, moddir=k.moddir, upstream="6.1.176")
+        label=k.kimg.name, kimg=k.kimg, release=k.release, moddir=k.moddir, upstream="6.1.187")
+    # a short name is one kernel: a cached folder of another version is not it
+    _fake_cached(cache, "debian:6.12", "6.12.107+deb13-amd64", "6.12.107")
+    with pytest.raises(AssertionError, match="unexpected subprocess call"):
+        resolve("debian:6.12")
 
 
 def test_broken_cache_entry_is_not_a_kernel(cache: Path) -> None:

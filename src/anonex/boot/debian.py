@@ -1,9 +1,11 @@
 """Debian's kernels by short name (``debian:6.1``), fetched once into a cache.
 
-A short name stands for a Debian suite (:data:`TABLE`) and means the newest amd64 kernel in
-that suite's release archive; ``debian:5.10.223`` means the kernel of that upstream version
-in any of the table's suites (their ``-security`` archives too, where the machine has one:
-point releases leave some stable updates only there). The image package is
+A short name stands for one kernel of a Debian suite (:data:`TABLE`): the one anonex's
+findings were measured on (``debian:6.1`` is 6.1.187, in the suite's release or
+``-security`` archive), so that a name means the same kernel on every machine and in
+every report; ``debian:5.10.262`` means the kernel of that upstream version in any of the
+table's suites (their ``-security`` archives too, where the machine has one: point
+releases leave some stable updates only there). The image package is
 ``linux-image-ABI-amd64-unsigned``, or, where Debian splits it (sid from 7.x),
 ``linux-binary-ABI-amd64`` (the vmlinuz) with ``linux-modules-ABI-amd64``; never ``-rt-``,
 ``-cloud-`` or ``-dbg``.
@@ -44,18 +46,20 @@ FORMAT = 1  # kernel.json's layout
 
 @dataclass(frozen=True, slots=True)
 class Known:
-    """A short name: ``debian:SERIES`` is the newest SERIES kernel of *suite*."""
+    """A short name: ``debian:SERIES`` is upstream *version* as Debian's *suite* has it
+    (the kernel of that series the project's findings were measured on)."""
 
     name: str
     suite: str
     series: str
+    version: str
 
 
 TABLE: tuple[Known, ...] = (
-    Known("debian:5.10", "bullseye", "5.10"),
-    Known("debian:6.1", "bookworm", "6.1"),
-    Known("debian:6.12", "trixie", "6.12"),
-    Known("debian:7.2", "sid", "7.2"),
+    Known("debian:5.10", "bullseye", "5.10", "5.10.223"),
+    Known("debian:6.1", "bookworm", "6.1", "6.1.187"),
+    Known("debian:6.12", "trixie", "6.12", "6.12.117"),
+    Known("debian:7.2", "sid", "7.2", "7.2.13"),
 )
 
 
@@ -154,7 +158,7 @@ def parse_name(spec: str) -> Wanted:
         name = PREFIX + name
     for k in TABLE:
         if k.name == name:
-            return Wanted(name, k, None)
+            return Wanted(name, k, k.version)
     rest = name[len(PREFIX):]
     if re.fullmatch(r"\d+\.\d+\.\d+", rest):
         return Wanted(name, None, rest)
@@ -168,7 +172,8 @@ def lookup(wanted: Wanted) -> Cached | None:
     kernel of that upstream version."""
     recs = cached()
     for r in recs:
-        if r.path.name == folder_name(wanted.name):
+        if r.path.name == folder_name(wanted.name) and \
+                (wanted.exact is None or r.upstream == wanted.exact):
             return r
     if wanted.exact is not None:
         for r in recs:
@@ -515,7 +520,7 @@ def _bytes_in(folder: Path) -> int:
 
 def _suites_to_search(wanted: Wanted) -> list[str]:
     if wanted.entry is not None:
-        return [wanted.entry.suite]
+        return [wanted.entry.suite, f"{wanted.entry.suite}-security"]
     assert wanted.exact is not None
     series = ".".join(wanted.exact.split(".")[:2])
     same = [k.suite for k in TABLE if k.series == series]
@@ -564,13 +569,12 @@ def _find(wanted: Wanted, work: Path, what: str, progress: Progress | None) -> t
         try:
             apt.update()
         except ImageError as e:
-            if wanted.entry is not None or suite.endswith("-security"):
+            if suite.endswith("-security") or suite == _suites_to_search(wanted)[0]:
                 raise ImageError(f"{wanted.name}: {e}") from None
             unreachable.append(suite)
             continue
         choices = apt.kernels()
-        pick = choose(choices, series=wanted.entry.series if wanted.entry else None,
-                      exact=wanted.exact)
+        pick = choose(choices, exact=wanted.exact)
         if pick is not None:
             return apt, pick
         seen.extend(f"{c.upstream} ({suite})" for c in choices

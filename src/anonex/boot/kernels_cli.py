@@ -88,7 +88,7 @@ def _doc(recs: list[debian.Cached], fetched: list[str]) -> dict[str, Any]:
                     "upstream": r.upstream, "release": r.release, "kimg": str(r.kimg),
                     "moddir": str(r.moddir), "path": str(r.path), "size": r.disk_size(),
                     "fetched_at": r.fetched_at} for r in recs],
-        "known": [{"name": k.name, "suite": k.suite, "series": k.series,
+        "known": [{"name": k.name, "suite": k.suite, "series": k.series, "version": k.version,
                    "cached": k.name in names} for k in debian.TABLE],
         "fetched": fetched,
     }
@@ -105,13 +105,13 @@ def _print(out: Console, recs: list[debian.Cached]) -> None:
         out.print(t)
     else:
         out.print(f"No kernel cached yet ({debian.kernels_dir()}).")
-    names = {r.name for r in recs}
+    versions = {r.upstream for r in recs}
     t = Table(title="Debian kernels by name", title_justify="left")
-    for col in ("name", "suite", "", "state"):
+    for col in ("name", "suite", "upstream", "state"):
         t.add_column(col)
     for k in debian.TABLE:
-        state = "cached" if k.name in names else "fetched on first use"
-        t.add_row(k.name, k.suite, f"newest {k.series}.x", state)
+        state = "cached" if k.version in versions else "fetched on first use"
+        t.add_row(k.name, k.suite, k.version, state)
     out.print(t)
     out.print("`anonex check --boot debian:6.1` fetches a kernel on first use; "
               "`anonex kernels --fetch NAME` fetches it now; debian:X.Y.Z names an exact "
