@@ -172,3 +172,31 @@ def test_recover_undoes_what_a_killed_process_left(tmp_path: Path) -> None:
     assert a.read_text() == "orig" and (tmp_path / "undone").read_text() == "yes"
     assert not journal.exists()
     assert safety.recover(str(journal)) == []  # nothing left
+
+
+def test_busy_setting_is_retried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """KSM refuses max_page_sharing while a KSM page is mapped (EBUSY): the undo tries
+    again for a while, and gives up with the error after that."""
+    import errno
+
+    real = safety._write
+    calls: list[str] = []
+
+    def busy_twice(path: str, value: str) -> None:
+        calls.append(value)
+        if len(calls) <= 2:
+            raise OSError(errno.EBUSY, "busy")
+        real(path, value)
+
+    f = tmp_path / "knob"
+    f.write_text("1")
+    monkeypatch.setattr(safety, "_write", busy_twice)
+    safety.Undo("file", (str(f), "256")).run()
+    assert f.read_text() == "256" and len(calls) == 3
+
+    def always_busy(path: str, value: str) -> None:
+        raise OSError(errno.EBUSY, "busy")
+
+    monkeypatch.setattr(safety, "_write", always_busy)
+    with pytest.raises(OSError):
+        safety._write_retrying(str(f), "1", timeout=0.05)

@@ -27,12 +27,14 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import errno
 import itertools
 import json
 import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import FrameType, TracebackType
@@ -119,6 +121,24 @@ def _write(path: str, value: str) -> None:
         f.write(value)
 
 
+BUSY_RETRY = 3.0  # seconds an undo keeps trying a setting the kernel says is busy
+
+
+def _write_retrying(path: str, value: str, timeout: float = BUSY_RETRY) -> None:
+    """Write *value* to *path*, again for a while on EBUSY: KSM's max_page_sharing and
+    merge_across_nodes refuse a change while a KSM page is still mapped, which the exit of
+    the run's last actors may not have finished undoing yet (seen on a 7.2 guest)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            _write(path, value)
+            return
+        except OSError as e:
+            if e.errno != errno.EBUSY or time.monotonic() > deadline:
+                raise
+        time.sleep(0.01)
+
+
 @contextlib.contextmanager
 def deferred_signals() -> Iterator[None]:
     """Hold SIGINT/SIGTERM back while the body runs (e.g. between a change to the system and
@@ -158,7 +178,7 @@ class Undo:
 
     def run(self) -> None:
         if self.kind in ("file", "write"):
-            _write(self.args[0], self.args[1])
+            _write_retrying(self.args[0], self.args[1])
         elif self.kind == "swapoff":
             from anonex.live import libc
 
