@@ -211,7 +211,8 @@ def check_cmd(
         versions = sorted([*versions, CURRENT])
     booted = _booted_kernels(boot or [], scens)
     live, live_why = (None, "--no-live") if no_live else _live_backend()
-    kernels: list[tuple[str, Backend | None, str]] = [("live", live, live_why)]
+    kernels: list[tuple[str, Backend | None, str]] = [] if no_live else \
+        [("live", live, live_why)]
     kernels += [(col, be, "") for col, be in booted]
     columns = [str(v) for v in versions] + [col for col, _, _ in kernels]
     cells: dict[tuple[str, str], Trace] = {}
@@ -303,7 +304,13 @@ def _booted_kernels(specs: list[str], scens: list[Scenario]) -> list[tuple[str, 
     from anonex.boot.backend import BootedKernel
     from anonex.boot.images import ImageError, resolve
     from anonex.boot.kernels_cli import download_progress
+    from anonex.boot.vm import BootError, check_tools
 
+    try:
+        check_tools()
+    except BootError as e:
+        err.print(f"error: --boot: {e}", markup=False, soft_wrap=True)
+        raise typer.Exit(2) from None
     out: list[tuple[str, Any]] = []
     with download_progress(err) as progress:
         for spec in specs:
@@ -330,7 +337,7 @@ def _kernel_header(console: Console, col: str, t: Trace) -> None:
     else:
         rel = env.get("kernel_release") or env.get("kernel", "")
         console.print(f"{col}: Linux {t.version} ({rel}), the running kernel", markup=False)
-    for note in env.get("notes") or []:
+    for note in dict.fromkeys(env.get("notes") or []):
         console.print(f"  note: {note}", markup=False, soft_wrap=True)
 
 

@@ -176,13 +176,19 @@ def boot(kimg: Path, command: str, rwdir: Path, *, append: list[str] | None = No
         if not g.alive():
             break
         time.sleep(0.1)
-    tail = g.console_tail(3).replace("\n", " / ")
-    why = ("QEMU gave up under KVM" if not g.alive() else
-           f"a KVM guest printed nothing in {KVM_PROBE_SECONDS:g} s") + \
-        (f" ({tail})" if tail else "")
+    why = (f"QEMU gave up under KVM{_qemu_error(g.console_text())}" if not g.alive() else
+           f"a KVM guest printed nothing in {KVM_PROBE_SECONDS:g} s")
     g.kill()
     decided("tcg", why)
     return Guest(kimg, command, rwdir, rwdir / "console-tcg.log", accel="tcg", append=append)
+
+
+def _qemu_error(console: str) -> str:
+    """``: what QEMU said`` (its first error line, shortened), or ""."""
+    for line in console.replace("\r", "\n").splitlines():
+        if "qemu-system" in line and "error" in line:
+            return ": " + line.split("error:", 1)[-1].strip()[:80]
+    return ""
 
 
 def shell_command(argv: list[str], env: dict[str, str], cwd: str) -> str:
