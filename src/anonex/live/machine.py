@@ -267,6 +267,12 @@ def ksm_tune(st: SystemState) -> list[str]:
             st.set(f"{KSM}/pages_to_scan", str(KSM_PAGES_TO_SCAN))
         if int(read(f"{KSM}/sleep_millisecs") or "0") > KSM_SLEEP_MS:
             st.set(f"{KSM}/sleep_millisecs", str(KSM_SLEEP_MS))
+        # restoring these needs ksmd to have forgotten the run's exited processes first;
+        # recorded last, so undone first, while scans are still fast
+        tree = [f"{KSM}/max_page_sharing", f"{KSM}/merge_across_nodes"]
+        if any(st.original(p) is not None for p in tree) and \
+                f"ksm_settle {KSM}" not in st.actions:
+            st.on_restore("ksm_settle", KSM)
     return notes
 
 

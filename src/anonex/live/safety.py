@@ -122,6 +122,7 @@ def _write(path: str, value: str) -> None:
 
 
 BUSY_RETRY = 3.0  # seconds an undo keeps trying a setting the kernel says is busy
+KSM_SETTLE_TIMEOUT = 10.0  # seconds ksmd may take for its two cleaning scans
 
 
 def _write_retrying(path: str, value: str, timeout: float = BUSY_RETRY) -> None:
@@ -139,6 +140,18 @@ def _write_retrying(path: str, value: str, timeout: float = BUSY_RETRY) -> None:
         time.sleep(0.01)
 
 
+def _ksm_settle(ksm: str, timeout: float = KSM_SETTLE_TIMEOUT) -> None:
+    """ksmd runs until ``full_scans`` has advanced by two (or *timeout*), then stops."""
+    before = int(_read(f"{ksm}/full_scans"))
+    _write(f"{ksm}/run", "1")
+    try:
+        deadline = time.monotonic() + timeout
+        while int(_read(f"{ksm}/full_scans")) < before + 2 and time.monotonic() < deadline:
+            time.sleep(0.002)
+    finally:
+        _write(f"{ksm}/run", "0")
+
+
 @contextlib.contextmanager
 def deferred_signals() -> Iterator[None]:
     """Hold SIGINT/SIGTERM back while the body runs (e.g. between a change to the system and
@@ -153,7 +166,7 @@ def deferred_signals() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
-UNDO_KINDS = ("file", "write", "swapoff", "command", "rmtree")
+UNDO_KINDS = ("file", "write", "swapoff", "command", "rmtree", "ksm_settle")
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +176,10 @@ class Undo:
     ``file``: write ``args[1]`` (the original value) to the file ``args[0]``; ``write``:
     write ``args[1]`` to ``args[0]`` (e.g. ``1`` to a zram ``reset``); ``swapoff``: stop
     swapping on ``args[0]``; ``command``: run ``args`` as a command; ``rmtree``: remove the
-    directory ``args[0]`` with what it holds.
+    directory ``args[0]`` with what it holds; ``ksm_settle``: let ksmd (``args[0]`` is
+    /sys/kernel/mm/ksm) do two full scans and stop it, so that it drops what it still
+    counts of the run's exited processes (until a scan notices an exited mm, its pages stay
+    in ``pages_shared``, and max_page_sharing/merge_across_nodes cannot be restored).
     """
 
     kind: str
@@ -191,6 +207,8 @@ class Undo:
             import shutil
 
             shutil.rmtree(self.args[0], ignore_errors=True)
+        elif self.kind == "ksm_settle":
+            _ksm_settle(self.args[0])
         else:
             raise ValueError(f"unknown undo kind {self.kind!r}")
 
