@@ -26,9 +26,10 @@ and copies instead of reusing (seen on 6.18: basic-cow-after-fork's last write).
   describes the whole mapping (``hugetlb head`` / ``pmd head``; the head's word is read
   even where kpageflags already mirrors it, so kernels that export per-page flags, 5.19 to
   6.9, give the right answer too);
-* a page of a PTE-mapped large folio (mTHP, or a THP after a PMD split): since v6.10
-  kpageflags mirrors the head's bit on every page, so the page's own bit is unknown:
-  ``None`` (``head-mirror: unknown``); before v6.10 the page's own bit;
+* a page of a PTE-mapped large folio (mTHP, or a THP after a PMD split): where kpageflags
+  mirrors the head's bit on every page (v6.10+; the backend detects it on a THP of the
+  driver's own, :mod:`anonex.live.features`) the page's own bit is unknown: ``None``
+  (``head-mirror: unknown``); elsewhere the page's own bit;
 * KSM pages and non-anon pages (the zero page): ``False``;
 * any other anon page on a kernel whose bit 34 is not PG_anon_exclusive (before 5.19,
   found by :mod:`anonex.live.features`, not by the version): ``None``.
@@ -151,6 +152,9 @@ class Observer:
 
     *head_mirror* says whether kpageflags reports a large folio's head flags for every page
     (v6.10+); then the own bit of a page of a PTE-mapped large folio is unknown.
+    *exclusive* says whether bit 34 is PG_anon_exclusive at all (5.19+); without it every
+    anon page's ``anon_exclusive`` is unknown. The backend sets both from
+    :func:`anonex.live.features.detect`.
     """
 
     def __init__(self, head_mirror: bool = True, *, exclusive: bool = True) -> None:
