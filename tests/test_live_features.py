@@ -178,3 +178,18 @@ def test_smaps_fallback_agrees_with_pagemap_scan(live: None, name: str,
             got = ob.extra.get("pmd", False)
             if got is not None:
                 assert bool(oa.extra.get("pmd")) == got, (sa.step.text(), key)
+
+
+def test_ksm_note_once(live: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    from anonex.live.backend import LiveBackend
+    from anonex.scenario.parser import parse
+
+    small = ANON_NEW | _w("OWNER_2", "KSM")
+    monkeypatch.setattr(ft, "probe", lambda fd: ft.Probe(small, None, None, "test"))
+    be = LiveBackend()
+    try:
+        be.start(parse('title "t"\nP0: mmap A anon 1\n', "t.cow"))
+        notes = be.environment()["notes"]
+    finally:
+        be.finish()
+    assert notes.count(ft.KSM_NOTE) == 1

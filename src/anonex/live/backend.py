@@ -175,7 +175,7 @@ class LiveBackend:
                                 (rules.anon_exclusive, rules.kpageflags_from_head))
         obs.head_mirror, obs.exclusive = feats.head_mirror, feats.exclusive_observable
         self._notes.extend(feats.notes)
-        if not obs.ksm_reliable:
+        if not obs.ksm_reliable and features.KSM_NOTE not in self._notes:
             self._notes.append(features.KSM_NOTE)
         if obs.pmd_note:
             self._notes.append(obs.pmd_note)
