@@ -36,9 +36,12 @@ from anonex.versions import KernelVersion
 BOOT_TIMEOUT = float(os.environ.get("ANONEX_BOOT_TIMEOUT", "240"))
 SCENARIO_TIMEOUT = float(os.environ.get("ANONEX_SCENARIO_TIMEOUT", "240"))
 POLL = 0.05
+SHUTDOWN_WAIT = 15.0  # a guest that has sent everything powers off by itself
 
 #: environment variables the guest's anonex gets from ours
 PASSED_ENV = ("ANONEX_PURE", "ANONEX_LIVE_LOCK_TIMEOUT", "ANONEX_DIO_DIR")
+#: ANONEX_GUEST_PROFILE=FILE: the guest runs under cProfile; its stats end up in FILE
+PROFILE = os.environ.get("ANONEX_GUEST_PROFILE")
 
 
 class GuestFailed(RuntimeError):
@@ -71,11 +74,18 @@ class GuestSession:
         lst = self.dir / "scenarios.txt"
         lst.write_text("".join(p + "\n" for p in self.paths))
         py = bundle.build(bundle.cache_dir())
-        argv, env = py.command(["-m", "anonex.boot.guest", str(self.out), str(lst)])
+        argv, env = py.command("anonex.boot.guest", [str(self.out), str(lst)])
         env.update({k: os.environ[k] for k in PASSED_ENV if k in os.environ})
+        if PROFILE:
+            env["ANONEX_GUEST_PROFILE"] = str(self.dir / "guest.prof")
         unpack = (f"mkdir -p {bundle.UNPACK} && tar xf {shlex.quote(str(py.tar))} "
                   f"-C {bundle.UNPACK}")
-        return unpack + " && " + vm.shell_command(argv, env, os.getcwd())
+        # the kernel's command line carries the command (2 KiB at most, and an early
+        # BUG on 6.12 when it is longer): a script in the shared directory carries the rest
+        script = self.dir / "run.sh"
+        script.write_text("#!/bin/sh\n" + unpack + " && " +
+                          vm.shell_command(argv, env, os.getcwd()) + "\n")
+        return f"sh {shlex.quote(str(script))}"
 
     def start(self) -> None:
         if self.guest is not None or self.failed:
@@ -92,8 +102,23 @@ class GuestSession:
 
     def _fail(self, why: str) -> None:
         self.failed = why
+        kept = self._keep_console()
         self.close()
-        raise GuestFailed(why)
+        raise GuestFailed(why + (f"\n(the whole console: {kept})" if kept else ""))
+
+    def _keep_console(self) -> str:
+        """Copy the failed guest's console where the user can read it after we clean up."""
+        if self.guest is None or not self.guest.console.exists():
+            return ""
+        from anonex.boot.debian import cache_root
+
+        dest = cache_root() / "guest" / f"console-{self.image.label.replace(':', '-')}.log"
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(self.guest.console, dest)
+        except OSError:
+            return ""
+        return str(dest)
 
     def _read(self) -> None:
         """Take every complete line the guest has written since the last look."""
@@ -132,6 +157,10 @@ class GuestSession:
                     return
                 self._fail(f"the guest stopped before it finished {what}"
                            f"{_panic(g.console_tail())}")
+            panic = g.panicked()
+            if panic:
+                self._fail(f"the guest kernel died while waiting {what}: {panic}"
+                           f"{_panic(g.console_tail())}")
             if time.monotonic() - self._last > timeout:
                 self._fail(f"the guest hung: nothing came for {timeout:g} s while waiting "
                            f"{what}{_panic(g.console_tail())}")
@@ -152,9 +181,23 @@ class GuestSession:
         return events
 
     def close(self) -> None:
-        if self.guest is not None:
-            self.guest.kill()
+        """Let a guest that delivered everything power off by itself (a few seconds),
+        then make sure nothing of it is left running."""
+        g = self.guest
+        if g is not None:
+            if not self.failed and self._delivered():
+                deadline = time.monotonic() + SHUTDOWN_WAIT
+                while g.alive() and time.monotonic() < deadline:
+                    time.sleep(POLL)
+            g.kill()
+        if PROFILE and (self.dir / "guest.prof").exists():
+            shutil.copy(self.dir / "guest.prof", PROFILE)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+    def _delivered(self) -> bool:
+        self._read()
+        return self.done is not None or (all(
+            not v for v in self._lines.values()) and len(self._lines) >= len(set(self.paths)))
 
     @property
     def accel(self) -> str:

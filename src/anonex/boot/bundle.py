@@ -31,7 +31,8 @@ from pathlib import Path
 #: modules the guest imports (the rest follows from them)
 GUEST_MODULES = ("anonex.boot.guest", "anonex.live.backend", "anonex.live.actor",
                  "anonex.scenario.parser", "anonex.scenario.runner", "subprocess", "tempfile",
-                 "ctypes", "json", "shutil", "mmap", "fcntl", "select", "traceback")
+                 "ctypes", "json", "shutil", "mmap", "fcntl", "select", "traceback",
+                 "cProfile", "pstats")
 SKIP_DIRS = {"tests", "test", "__pycache__-skip", "idlelib", "tkinter", "turtledemo",
              "ensurepip", "lib2to3", "pydoc_data", "f2py", "_pyinstaller"}
 UNPACK = "/tmp/anonex-python"  # where the guest unpacks the tar (its tmpfs)
@@ -45,19 +46,31 @@ class Bundle:
     files: int
     size: int
 
-    def command(self, args: list[str]) -> tuple[list[str], dict[str, str]]:
-        """The argv (interpreter inside the unpacked tree) and environment for the guest."""
+    def command(self, module: str, args: list[str]) -> tuple[list[str], dict[str, str]]:
+        """The argv that runs *module* (``python -m``) with the interpreter inside the
+        unpacked tree, and its environment. Modules the bundle missed load from the
+        originals over 9p: those paths come last on ``sys.path``, after the bundled
+        standard library (on ``PYTHONPATH`` they would come first, and every import would
+        look over 9p before it looks in memory)."""
         root = UNPACK
         exe = root + os.path.realpath(sys.executable)
         libdirs = sorted({root + os.path.dirname(p) for p in _mapped_files()
                           if "libpython" in os.path.basename(p)})
         paths = _path_entries()
+        fallback = [*paths, sysconfig.get_path("stdlib"),
+                    os.path.join(sysconfig.get_path("platstdlib"), "lib-dynload")]
         env = {"PYTHONHOME": root + sys.base_prefix,
-               "PYTHONPATH": ":".join([root + p for p in paths] + paths),
+               "PYTHONPATH": ":".join(root + p for p in paths),
                "PYTHONDONTWRITEBYTECODE": "1", "OPENBLAS_NUM_THREADS": "1"}
         if libdirs:
             env["LD_LIBRARY_PATH"] = ":".join(libdirs)
-        return [exe, "-S", *args], env
+        return [exe, "-S", "-c", _BOOT, ":".join(fallback), module, *args], env
+
+
+#: ``python -c`` bootstrap: fallback paths at the end of sys.path, then ``-m MODULE ARGS``
+_BOOT = ("import sys, runpy; sys.path.extend(sys.argv[1].split(':')); m = sys.argv[2]; "
+         "sys.argv = [m, *sys.argv[3:]]; runpy.run_module(m, run_name='__main__', "
+         "alter_sys=True)")
 
 
 def _path_entries() -> list[str]:

@@ -76,5 +76,19 @@ def _uptime() -> float | None:
         return None
 
 
+def _profiled(argv: list[str], dest: str) -> int:
+    """``ANONEX_GUEST_PROFILE=FILE``: the guest's run under cProfile, stats to FILE (in a
+    directory the host shares), to see where an emulated guest spends its time."""
+    import cProfile
+
+    prof = cProfile.Profile()
+    try:
+        return prof.runcall(main, argv)
+    finally:
+        prof.dump_stats(dest + ".tmp")
+        os.rename(dest + ".tmp", dest)
+
+
 if __name__ == "__main__":  # pragma: no cover - runs inside the guest
-    sys.exit(main(sys.argv[1:]))
+    where = os.environ.get("ANONEX_GUEST_PROFILE")
+    sys.exit(_profiled(sys.argv[1:], where) if where else main(sys.argv[1:]))

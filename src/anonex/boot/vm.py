@@ -36,6 +36,7 @@ from anonex.live import safety
 
 KVM_PROBE_SECONDS = 25.0  # vng prepares for ~6 s; a KVM guest prints its banner at once
 MEMORY = "3G"
+PANIC_MARKS = ("Kernel panic", "PANIC: early exception", "kernel BUG at")
 CPUS = 2
 
 
@@ -111,6 +112,7 @@ class Guest:
                  accel: str, append: list[str] | None = None) -> None:
         self.accel = accel
         self.console = console
+        self._panic_checked = 0.0
         self.started = time.monotonic()
         args = [*vng_command(), "--run", str(kimg), "--user", "root", "--verbose",
                 "--memory", MEMORY, "--cpus", str(CPUS), "--rwdir", str(rwdir),
@@ -141,6 +143,18 @@ class Guest:
         text = self.console_text().replace("\r", "\n")
         keep = [ln.strip() for ln in text.splitlines() if ln.strip()]
         return "\n".join(keep[-lines:])
+
+    def panicked(self) -> str:
+        """The line where the guest kernel panicked or hit a BUG ("" while it has not).
+        Read at most once a second: the console grows with the whole boot log."""
+        now = time.monotonic()
+        if now - self._panic_checked < 1.0:
+            return ""
+        self._panic_checked = now
+        for line in self.console_text().replace("\r", "\n").splitlines():
+            if any(m in line for m in PANIC_MARKS):
+                return line.strip()
+        return ""
 
     def banner_seen(self) -> bool:
         return "Linux version" in self.console_text()
