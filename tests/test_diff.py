@@ -70,3 +70,14 @@ def test_the_pmd_mapping_of_a_thp_is_compared_not_of_hugetlb() -> None:
     divs = diff(a, b)
     assert divs and {d.what.split(" ", 2)[1][0] for d in divs} == {"A"}  # THP pages only
     assert all(d.what.endswith("mapped by a PMD") and d.a is True for d in divs)
+
+
+def test_an_unknown_pmd_mapping_is_not_compared() -> None:
+    text = "P0: mmap A thp\nP0: write A \"t\"\n"
+    a, b = (run(parse(text, "d.cow"), ModelBackend()) for _ in range(2))
+    for o in b.steps[-1].obs.values():
+        o.extra["pmd"] = None  # a kernel without PAGEMAP_SCAN that cannot tell
+    assert diff(a, b) == []
+    for o in b.steps[-1].obs.values():
+        del o.extra["pmd"]  # it can tell: PTEs map it
+    assert len(diff(a, b)) == 512

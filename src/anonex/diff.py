@@ -94,8 +94,11 @@ def diff(a: Trace, b: Trace) -> list[Divergence]:
                     continue
                 out.append(Divergence(line, text, f"{where} {f}", va, vb,
                                       proc, region, idx, f))
+            # "pmd" absent: no PMD maps it; present as None: the backend cannot tell. THP
+            # only: a hugetlb page is one entry whatever maps it
+            unknown = oa.extra.get("pmd", False) is None or ob.extra.get("pmd", False) is None
             pa, pb = bool(oa.extra.get("pmd")), bool(ob.extra.get("pmd"))
-            if pa != pb and not (oa.huge or ob.huge):  # THP only: a hugetlb page is one entry
+            if pa != pb and not unknown and not (oa.huge or ob.huge):
                 out.append(Divergence(line, text, f"{where} mapped by a PMD", pa, pb,
                                       proc, region, idx, "mapped by a PMD"))
     return out
