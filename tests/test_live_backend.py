@@ -444,3 +444,32 @@ def test_environment_is_recorded(backend: LiveBackend) -> None:
     with open(f"/proc/{backend.pids['P0']}/status") as f:
         allowed = next(line for line in f if line.startswith("Cpus_allowed_list"))
     assert allowed.split()[-1] == str(env["cpu_pinned"])
+
+
+KEPT = ["swap-roundtrip", "ksm-merge-then-write", "thp-write-while-shared",
+        "hugetlb-vmsplice-unmap-child", "predictions/p08-dio-write-shared-unshares",
+        "iouring-fixed-buffer-fork", "memory/swap-readahead", "basic-cow-after-fork"]
+
+
+def test_a_kept_machine_gives_the_same_runs_and_is_restored_at_close(live: None) -> None:
+    """keep=True (a booted kernel's guest): the machine is set up once for many scenarios;
+    each still observes what the model does, in any order, and close() restores it all."""
+    from anonex.live import machine
+
+    before = machine.environment()
+    be = LiveBackend(keep=True)
+    try:
+        for name in KEPT + KEPT[::-1]:
+            scen = parse_file(LIBRARY / f"{name}.cow")
+            lt = run(scen, be)
+            assert lt.verdict in ("pass", "xfail"), f"{name}: {lt.reason}"
+            divs = diff(run(scen, ModelBackend(lt.version)), lt)
+            assert not divs, "\n".join(d.describe("model", "live") for d in divs)
+            assert not be.running
+            assert be.directories  # the machine stays set up between scenarios
+        dirs = be.directories
+    finally:
+        be.close()
+    assert not any(os.path.exists(d) for d in dirs)
+    assert machine.environment() == before
+    be.close()  # idempotent

@@ -102,8 +102,12 @@ class LiveBackend:
 
     name = "live"
 
-    def __init__(self, *, timeout: float = 10.0, cpu: int | None = None) -> None:
+    def __init__(self, *, timeout: float = 10.0, cpu: int | None = None,
+                 keep: bool = False) -> None:
         self.version, self.version_source = features.running_version()
+        # keep the machine set up from one scenario to the next (lock, settings, swap,
+        # O_DIRECT device, observer); close() restores it all
+        self.keep = keep
         self.timeout = timeout
         self._cpu_wanted = cpu
         self._active = False
@@ -120,6 +124,7 @@ class LiveBackend:
         self._saved_affinity: set[int] | None = None
         self._saved_subreaper: int | None = None
         self._swap: machine.Swap | None = None
+        self._swap_fresh = False
         self._lock: machine.RunLock | None = None
         self._ksm_procs: set[str] = set()  # actors registered with KSM (MMF_VM_MERGEABLE)
         self._layout_skip = ""  # why this scenario's flag layout cannot run here
@@ -132,16 +137,32 @@ class LiveBackend:
         ok, why = available()
         if not ok:
             raise LiveUnavailable(why)
-        self.finish()
+        self.finish()  # the last scenario's processes (and, unless kept, its settings)
         self._procs, self._regions, self._next_slot = {}, {}, 0
-        self._swap, self._ksm_procs = None, set()
+        self._ksm_procs = set()
+        self._swap_fresh = False  # a kept swap device is renewed when this scenario uses it
+        if self._system is None:
+            self._set_up()
+        self._active = True
+        try:
+            assert self._observer is not None
+            self._layout_skip = _layout_skip(scenario, self.version,
+                                             self._observer.exclusive)
+            self._prepare(scenario)
+            self._spawn_p0()
+        except BaseException:
+            self.finish()  # kept: the machine stays set up for the next scenario
+            raise
+
+    def _set_up(self) -> None:
+        """Take the machine for this run (or, kept, for every run until close())."""
+        self._swap = None
         self._notes = []
         self._dio, self._dio_reason = None, ""
         try:
             lock = machine.RunLock()
         except TimeoutError as e:
             raise LiveUnavailable(str(e)) from None
-        self._active = True
         self._lock = lock
         try:
             for undone in safety.recover(machine.JOURNAL):  # left by a run killed by SIGKILL
@@ -149,20 +170,16 @@ class LiveBackend:
                       file=sys.stderr)
             # settings first, so that on a signal the actors die before settings return
             self._system = safety.SystemState(journal=machine.JOURNAL).__enter__()
-            self._token = safety.register_cleanup(self.finish)
+            self._token = safety.register_cleanup(self.close)
             with safety.deferred_signals():  # the journal names them for a SIGKILL
                 self._fifo_dir = tempfile.mkdtemp(prefix="anonex-live-")
                 self._system.on_restore("rmtree", self._fifo_dir)
             self._observer = self._make_observer()
-            self._layout_skip = _layout_skip(scenario, self.version,
-                                             self._observer.exclusive)
             if libc.get_child_subreaper() == 0:
                 libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
                 self._saved_subreaper = 0
-            self._prepare(scenario)
-            self._spawn_p0()
         except BaseException:
-            self.finish()
+            self.close()
             raise
 
     def _make_observer(self) -> Observer:
@@ -215,11 +232,14 @@ class LiveBackend:
         return self._system
 
     def _need_swap(self) -> machine.Swap:
-        if self._swap is None:
-            try:
+        try:
+            if self._swap is None:
                 self._swap = machine.ensure_swap(self._state())
-            except machine.Unavailable as e:
-                raise Unsupported(f"swap: {e}") from None
+            elif not self._swap_fresh:  # kept from an earlier scenario: fresh slots again
+                machine.renew_swap(self._swap)
+        except machine.Unavailable as e:
+            raise Unsupported(f"swap: {e}") from None
+        self._swap_fresh = True
         return self._swap
 
     def _need_thp(self) -> None:
@@ -273,10 +293,22 @@ class LiveBackend:
         self._call(proc, {"op": "ping"})
 
     def finish(self) -> None:
-        """Kill and reap every actor, remove every file, restore settings. Idempotent."""
-        if not self._active:
-            return
-        self._active = False
+        """Kill and reap every actor; unless the machine is kept (``keep``), also remove
+        every file and restore settings. Idempotent."""
+        if self._active:
+            self._active = False
+            self._end_processes()
+        if not self.keep:
+            self._restore_machine()
+
+    def close(self) -> None:
+        """End the run and give the machine back as it was, kept or not. Idempotent."""
+        if self._active:
+            self._active = False
+            self._end_processes()
+        self._restore_machine()
+
+    def _end_processes(self) -> None:
         for p in self._procs.values():
             if p.chan is not None:
                 p.chan.close()
@@ -286,6 +318,19 @@ class LiveBackend:
                     os.kill(p.pid, signal.SIGKILL)
             p.alive = False
         self._reap_all()
+        if self._saved_affinity is not None:
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(0, self._saved_affinity)
+            self._saved_affinity = None
+        if self._observer is not None:
+            for p in self._procs.values():
+                self._observer.forget(p.pid)
+        if self._fifo_dir is not None:  # the next scenario's actors have the same names
+            for f in os.listdir(self._fifo_dir):
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(self._fifo_dir, f))
+
+    def _restore_machine(self) -> None:
         if self._observer is not None:
             self._observer.close()
             self._observer = None
@@ -293,10 +338,6 @@ class LiveBackend:
             with contextlib.suppress(OSError):
                 libc.prctl(libc.PR_SET_CHILD_SUBREAPER, self._saved_subreaper)
             self._saved_subreaper = None
-        if self._saved_affinity is not None:
-            with contextlib.suppress(OSError):
-                os.sched_setaffinity(0, self._saved_affinity)
-            self._saved_affinity = None
         for d in (self._fifo_dir, self._data_dir):
             if d is not None:
                 shutil.rmtree(d, ignore_errors=True)
@@ -765,7 +806,7 @@ class LiveBackend:
     def environment(self) -> dict[str, Any]:
         env = environment(self.cpu)
         env["kernel_version"] = {"version": str(self.version), "source": self.version_source}
-        env["notes"] = list(self._notes)
+        env["notes"] = list(dict.fromkeys(self._notes))
         if self._system is not None:  # what this run changed, with the values it restores
             env["changed"] = {p: v for p, v in self._system.saved}
             env["undo"] = self._system.actions

@@ -53,6 +53,7 @@ import ctypes
 import fcntl
 import os
 import shutil
+import struct
 import subprocess
 import tempfile
 import time
@@ -230,6 +231,40 @@ def ensure_swap(st: SystemState) -> Swap:
             raise Unavailable(f"swapon {dev}: {e.strerror}") from None
         st.on_restore("swapoff", dev)
     return Swap(dev, ours=True)
+
+
+def renew_swap(swap: Swap) -> None:
+    """Make a swap device of ours fresh again (slots allocated from the start, as on a new
+    device: which slots a scenario gets decides its mTHP swap-ins and readahead windows):
+    ``swapoff``, a new swap header, ``swapon``. Without a process: a swap header is one
+    page, written here instead of by mkswap(8)."""
+    if not swap.ours:
+        return
+    with deferred_signals():
+        try:
+            libc.swapoff(swap.device)
+        except OSError as e:
+            raise Unavailable(f"swapoff {swap.device}: {e.strerror}") from None
+        fd = os.open(swap.device, os.O_WRONLY)
+        try:
+            size = os.lseek(fd, 0, os.SEEK_END)
+            os.pwrite(fd, swap_header(size), 0)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            libc.swapon(swap.device)
+        except OSError as e:
+            raise Unavailable(f"swapon {swap.device}: {e.strerror}") from None
+
+
+def swap_header(size: int, page: int = libc.PAGE_SIZE) -> bytes:
+    """The first page of a swap area of *size* bytes (``union swap_header``, version 1:
+    last page, no bad pages, the SWAPSPACE2 signature in the page's last 10 bytes)."""
+    head = bytearray(page)
+    struct.pack_into("<III", head, 1024, 1, size // page - 1, 0)
+    head[page - 10:] = b"SWAPSPACE2"
+    return bytes(head)
 
 
 # -- KSM -------------------------------------------------------------------------------------
