@@ -154,7 +154,14 @@ def _top_dir(path: str, roots: set[str]) -> str | None:
 
 
 def build(cache: Path) -> Bundle:
-    """The bundle for this interpreter and these sources (reused while nothing changed)."""
+    """The bundle for this interpreter and these sources (reused while nothing changed).
+    anonex's own bytecode is compiled first: the guest's file system is read-only, and a
+    source edited since it was last imported would be compiled again at every start."""
+    import compileall
+
+    for p in _path_entries():
+        if os.path.isdir(os.path.join(p, "anonex")) and os.access(p, os.W_OK):
+            compileall.compile_dir(os.path.join(p, "anonex"), quiet=2)
     files = collect()
     h = hashlib.sha256()
     size = 0

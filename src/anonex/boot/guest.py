@@ -45,7 +45,7 @@ def main(argv: list[str]) -> int:
         try:
             from anonex.live.backend import LiveBackend
 
-            live = LiveBackend()
+            live = LiveBackend(keep=True)  # set the machine up once for every scenario
         except Exception as e:  # the live backend cannot even be made here
             _emit(out, {"kind": "hello", "error": f"{type(e).__name__}: {e}"})
             return 1
@@ -64,6 +64,7 @@ def main(argv: list[str]) -> int:
             line["events"] = rec.events
             line["seconds"] = round(time.monotonic() - t1, 3)
             _emit(out, line)
+        live.close()
         _emit(out, {"kind": "done", "seconds": round(time.monotonic() - t0, 3)})
     return 0
 

@@ -116,7 +116,10 @@ class Guest:
         self.started = time.monotonic()
         args = [*vng_command(), "--run", str(kimg), "--user", "root", "--verbose",
                 "--memory", MEMORY, "--cpus", str(CPUS), "--rwdir", str(rwdir),
-                "--force-9p"]
+                "--force-9p",
+                # the guest's memory stays out of the host's KSM: a live run on the host
+                # runs ksmd, and merged guest pages would keep its settings busy
+                "--qemu-opts", "-machine mem-merge=off"]
         if accel == "tcg":
             args.append("--disable-kvm")
         for a in append or []:

@@ -1,0 +1,90 @@
+"""Real kernels of other eras, booted in a VM (anonex check --boot): an old and a new Debian
+kernel run a subset of the library that exercises every live feature, and the host's model
+at each kernel's version observes what the kernel did.
+
+Slow (a boot and a dozen scenarios under software emulation: about two minutes a kernel).
+Skips with the reason where kernels cannot be booted (no root, no QEMU); fails instead
+under ``ANONEX_REQUIRE_LIVE=1`` (CI), as a kernel that cannot boot must.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from anonex.boot.backend import BootedKernel
+from anonex.boot.images import resolve
+from anonex.boot.vm import BootError, check_tools
+from anonex.diff import diff
+from anonex.kernel.backend import ModelBackend
+from anonex.live import available
+from anonex.scenario.parser import parse_file
+from anonex.scenario.runner import run
+
+from .conftest import LIBRARY
+
+#: one scenario per live feature: fork and COW, vmsplice, io_uring pins, O_DIRECT on a raw
+#: block device, process_vm_readv, forced /proc/PID/mem writes, swap, KSM, THP (PMD
+#: mapping), hugetlb
+SUBSET = ["basic-cow-after-fork.cow", "vmsplice-unmap-child.cow",
+          "iouring-fixed-buffer-fork.cow", "predictions/p08-dio-write-shared-unshares.cow",
+          "remote-read-unshares.cow", "predictions/p19-force-write-readonly.cow",
+          "swap-roundtrip.cow", "ksm-merge-then-write.cow", "thp-write-while-shared.cow",
+          "hugetlb-vmsplice-unmap-child.cow", "pinned-page-not-swapped.cow"]
+
+KERNELS = {"debian:5.10": "5.10.223", "debian:7.2": "7.2.13"}
+
+#: model questions (issue 11) a kernel of the subset shows: the scenario still runs there and
+#: its verdict still counts, its observations are not compared
+MODEL_QUESTIONS = {
+    ("debian:5.10", "swap-roundtrip"):
+        "5.9-5.17: a page still in the swap cache at the write fault has an extra "
+        "reference, and do_wp_page copies where the model reuses (not every time)",
+}
+
+#: what each kernel cannot show, detected by the live backend in the guest
+NOTES = {"debian:5.10": ["not PG_anon_exclusive", "no PAGEMAP_SCAN"],
+         "debian:7.2": []}
+
+
+@pytest.fixture(scope="module")
+def bootable() -> None:
+    ok, why = available()
+    if ok:
+        try:
+            check_tools()
+        except BootError as e:
+            ok, why = False, str(e)
+    if ok and shutil.which("apt-get") is None:
+        ok, why = False, "no apt-get to fetch Debian kernels with"
+    if not ok:
+        if os.environ.get("ANONEX_REQUIRE_LIVE") == "1":
+            pytest.fail(f"ANONEX_REQUIRE_LIVE=1 but kernels cannot be booted here: {why}")
+        pytest.skip(f"kernels cannot be booted here: {why}")
+
+
+@pytest.mark.parametrize("name", sorted(KERNELS))
+def test_booted_kernel_agrees_with_the_model(bootable: None, name: str) -> None:
+    scens = [parse_file(LIBRARY / f) for f in SUBSET]
+    image = resolve(name)
+    with BootedKernel(image, [s.path for s in scens]) as be:
+        assert str(be.version) == KERNELS[name]  # the upstream version, not uname -r's ABI
+        problems = []
+        for s in scens:
+            t = run(s, be)
+            assert t.env["accel"] in ("kvm", "tcg")
+            if not t.as_expected:
+                problems.append(f"{s.name}: {t.verdict}: {t.reason}")
+            if t.verdict == "skip":
+                problems.append(f"{s.name}: skipped on {name}: {t.reason}")
+                continue
+            if (name, s.name) in MODEL_QUESTIONS:
+                continue
+            m = run(s, ModelBackend(t.version))
+            problems += [f"{s.name}: {d.describe('model', name)}" for d in diff(m, t)]
+        notes = " / ".join(t.env.get("notes") or [])
+        for want in NOTES[name]:
+            assert want in notes
+        assert not problems, "\n".join(problems)
