@@ -88,3 +88,23 @@ def test_booted_kernel_agrees_with_the_model(bootable: None, name: str) -> None:
         for want in NOTES[name]:
             assert want in notes
         assert not problems, "\n".join(problems)
+
+
+def test_a_guest_that_does_not_answer_is_reported_and_killed(
+        bootable: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A guest that hangs (here: one given 3 s to boot) is killed with its QEMU, and the
+    kernel is reported as not run, with the reason; nothing of it is left running."""
+    import anonex.boot.backend as bb
+    from anonex.live import LiveUnavailable
+
+    monkeypatch.setattr(bb, "BOOT_TIMEOUT", 3.0)
+    s = parse_file(LIBRARY / "basic-cow-after-fork.cow")
+    be = BootedKernel(resolve("debian:7.2"), [s.path])
+    with pytest.raises(LiveUnavailable, match=r"debian:7\.2: the guest hung"):
+        run(s, be)
+    g = be.session.guest
+    assert g is not None and not g.alive()
+    with pytest.raises(ProcessLookupError):  # the whole process group (vng, QEMU) is gone
+        os.killpg(g.proc.pid, 0)
+    be.close()
+    assert not be.session.dir.exists()

@@ -119,7 +119,7 @@ class Guest:
                 "--force-9p",
                 # the guest's memory stays out of the host's KSM: a live run on the host
                 # runs ksmd, and merged guest pages would keep its settings busy
-                "--qemu-opts", "-machine mem-merge=off"]
+                "--qemu-opts=-machine mem-merge=off"]
         if accel == "tcg":
             args.append("--disable-kvm")
         for a in append or []:
@@ -169,9 +169,14 @@ class Guest:
                 os.killpg(self.proc.pid, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout=10)
-        # anything left in the group (QEMU forked by vng) goes too
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
+        # anything left in the group (QEMU forked by vng) goes too, and is waited for
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                break
+            time.sleep(0.02)
         if not self._log.closed:
             self._log.close()
         safety.unregister_cleanup(self._token)
