@@ -16,7 +16,6 @@ goes on with its other kernels.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shlex
@@ -29,7 +28,7 @@ from typing import Any
 from anonex.boot import bundle, vm
 from anonex.boot.images import KernelImage
 from anonex.boot.record import Event, GuestError, Replay
-from anonex.live import LiveUnavailable
+from anonex.live import LiveUnavailable, safety
 from anonex.observation import PageObs, StepResult
 from anonex.scenario.ast import Scenario, Step
 from anonex.versions import KernelVersion
@@ -55,8 +54,10 @@ class GuestSession:
     def __init__(self, image: KernelImage, paths: list[str]) -> None:
         self.image = image
         self.paths = paths
-        self.dir = Path(tempfile.mkdtemp(prefix="anonex-guest-"))
+        # the directory the guest shares, made when it boots (an unused kernel leaves none)
+        self.dir = Path(tempfile.gettempdir()) / "anonex-guest-unused"
         self.out = self.dir / "records.jsonl"
+        self._token: int | None = None
         self.guest: vm.Guest | None = None
         self.hello: dict[str, Any] | None = None
         self.done: dict[str, Any] | None = None
@@ -94,6 +95,9 @@ class GuestSession:
         if self.guest is not None or self.failed:
             return
         vm.check_tools()
+        self.dir = Path(tempfile.mkdtemp(prefix="anonex-guest-"))
+        self.out = self.dir / "records.jsonl"
+        self._token = safety.register_cleanup(self.close)  # Ctrl-C, SIGTERM, exit
         self.boot_started = time.monotonic()
         self.guest = vm.boot(self.image.kimg, self._command(), self.dir)
         self._last = time.monotonic()
@@ -202,7 +206,10 @@ class GuestSession:
             g.kill()
         if PROFILE and (self.dir / "guest.prof").exists():
             shutil.copy(self.dir / "guest.prof", PROFILE)
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if self._token is not None:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            safety.unregister_cleanup(self._token)
+            self._token = None
 
     def _delivered(self) -> bool:
         self._read()
@@ -230,15 +237,19 @@ class BootedKernel:
 
     def launch(self) -> None:
         """Boot now and let the guest run ahead (see :meth:`GuestSession.launch`)."""
-        with contextlib.suppress(vm.BootError):  # said, as LiveUnavailable, when it is used
+        try:
             self.session.launch()
+        except (vm.BootError, OSError) as e:  # said, as LiveUnavailable, when it is used
+            self.session.failed = f"{type(e).__name__}: {e}"
 
     def _booted(self) -> Replay:
         if self._replay is None:
             try:
                 self.session.start()
-            except (GuestFailed, vm.BootError) as e:
+            except (GuestFailed, vm.BootError, OSError) as e:
                 raise LiveUnavailable(f"{self.name}: {e}") from None
+            if self.session.failed:
+                raise LiveUnavailable(f"{self.name}: {self.session.failed}")
             hello = self.session.hello or {}
             self._replay = Replay(self.name, KernelVersion.parse(str(hello["version"])),
                                   self._source)
