@@ -108,7 +108,7 @@ def test_the_report_names_the_first_diverging_step_and_caps_the_lines() -> None:
         return con.export_text().splitlines()
 
     lines = report()
-    assert lines[0] == (f"diverges thp-split-maps-zero-pages: {len(divs)} divergences in "
+    assert lines[0] == (f"diverges thp-split-maps-zero-pages on live (model): {len(divs)} divergences in "
                         f"{len(groups)} lines, first at line 6 (ksm-scan)")
     assert lines[1:] == ["  " + g.describe("model", "live") for g in groups]
     lines = report(10)

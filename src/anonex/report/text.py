@@ -71,7 +71,8 @@ def divergences(console: Console, name: str, a: str, b: str, divs: list[Divergen
         return
     first = groups[0]
     n = len(divs)
-    console.print(f"[bold red]diverges[/] {escape(name)}: {n} divergence{'s' * (n != 1)} "
+    console.print(f"[bold red]diverges[/] {escape(name)} on {escape(b)} ({escape(a)}): "
+                  f"{n} divergence{'s' * (n != 1)} "
                   f"in {len(groups)} line{'s' * (len(groups) != 1)}, first at line "
                   f"{first.line} ({escape(first.step)})")
     cut = len(groups) if len(groups) <= max_lines + 1 else max_lines  # not "… and 1 more"
