@@ -32,7 +32,8 @@ SUBSET = ["basic-cow-after-fork.cow", "vmsplice-unmap-child.cow",
           "iouring-fixed-buffer-fork.cow", "predictions/p08-dio-write-shared-unshares.cow",
           "remote-read-unshares.cow", "predictions/p19-force-write-readonly.cow",
           "swap-roundtrip.cow", "ksm-merge-then-write.cow", "thp-write-while-shared.cow",
-          "hugetlb-vmsplice-unmap-child.cow", "pinned-page-not-swapped.cow"]
+          "hugetlb-vmsplice-unmap-child.cow", "pinned-page-not-swapped.cow",
+          "memory/hugetlb-pin-fork.cow"]
 
 KERNELS = {"debian:5.10": "5.10.223", "debian:7.2": "7.2.13"}
 

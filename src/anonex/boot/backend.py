@@ -317,5 +317,7 @@ def describe_env(name: str, version: KernelVersion, env: dict[str, Any]) -> str:
     acc = str(env.get("accel", "?")).upper()
     if env.get("accel") == "tcg" and env.get("accel_why"):
         acc += f" (no KVM: {env['accel_why']})"
+    run = env.get("run_seconds")
     return (f"{name}: Linux {version} ({env.get('release')}) booted in a VM · {acc} · "
-            f"boot {env.get('boot_seconds', 0):.0f} s")
+            f"boot {env.get('boot_seconds', 0):.0f} s" +
+            (f" · guest run {run:.0f} s" if run else ""))
