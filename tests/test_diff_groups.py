@@ -108,8 +108,8 @@ def test_the_report_names_the_first_diverging_step_and_caps_the_lines() -> None:
         return con.export_text().splitlines()
 
     lines = report()
-    assert lines[0] == (f"diverges thp-split-maps-zero-pages on live (model): {len(divs)} divergences in "
-                        f"{len(groups)} lines, first at line 6 (ksm-scan)")
+    assert lines[0] == (f"diverges thp-split-maps-zero-pages on live (model): {len(divs)} "
+                        f"divergences in {len(groups)} lines, first at line 6 (ksm-scan)")
     assert lines[1:] == ["  " + g.describe("model", "live") for g in groups]
     lines = report(10)
     assert len(lines) == 1 + 10 + 1
