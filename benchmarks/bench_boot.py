@@ -58,7 +58,7 @@ def bench(spec: str, paths: list[str], pool: ProcessPoolExecutor) -> Result:
     slow: list[tuple[float, str]] = []
     unexpected: list[str] = []
     jobs = []
-    with BootedKernel(image, paths) as be:
+    with BootedKernel(image, scens) as be:
         version = be.version
         boot = time.perf_counter() - t0
         for s in scens:

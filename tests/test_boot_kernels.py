@@ -70,7 +70,7 @@ def bootable() -> None:
 def test_booted_kernel_agrees_with_the_model(bootable: None, name: str) -> None:
     scens = [parse_file(LIBRARY / f) for f in SUBSET]
     image = resolve(name)
-    with BootedKernel(image, [s.path for s in scens]) as be:
+    with BootedKernel(image, scens) as be:
         assert str(be.version) == KERNELS[name]  # the upstream version, not uname -r's ABI
         problems = []
         for s in scens:
@@ -100,7 +100,7 @@ def test_a_guest_that_does_not_answer_is_reported_and_killed(
 
     monkeypatch.setattr(bb, "BOOT_TIMEOUT", 3.0)
     s = parse_file(LIBRARY / "basic-cow-after-fork.cow")
-    be = BootedKernel(resolve("debian:7.2"), [s.path])
+    be = BootedKernel(resolve("debian:7.2"), [s])
     with pytest.raises(LiveUnavailable, match=r"debian:7\.2: the guest hung"):
         run(s, be)
     g = be.session.guest

@@ -333,7 +333,7 @@ def _booted_kernels(specs: list[str], scens: list[Scenario]) -> list[tuple[str, 
             n = 2
             while col in [c for c, _ in out] or col == "live":
                 col, n = f"{image.label}#{n}", n + 1
-            out.append((col, BootedKernel(image, [s.path for s in scens], name=col)))
+            out.append((col, BootedKernel(image, scens, name=col)))
     return out
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import shlex
 import shutil
 import tempfile
@@ -51,9 +52,10 @@ class GuestFailed(RuntimeError):
 class GuestSession:
     """One boot of one image running a list of scenarios; their recordings as they come."""
 
-    def __init__(self, image: KernelImage, paths: list[str]) -> None:
+    def __init__(self, image: KernelImage, scenarios: list[Scenario]) -> None:
         self.image = image
-        self.paths = paths
+        self.scenarios = scenarios
+        self.paths = [s.path for s in scenarios]
         # the directory the guest shares, made when it boots (an unused kernel leaves none)
         self.dir = Path(tempfile.gettempdir()) / "anonex-guest-unused"
         self.out = self.dir / "records.jsonl"
@@ -73,8 +75,8 @@ class GuestSession:
     # -- running the guest -------------------------------------------------------------------
 
     def _command(self) -> str:
-        lst = self.dir / "scenarios.txt"
-        lst.write_text("".join(p + "\n" for p in self.paths))
+        lst = self.dir / "scenarios.pickle"
+        lst.write_bytes(pickle.dumps(self.scenarios))
         py = bundle.build(bundle.cache_dir())
         argv, env = py.command("anonex.boot.guest", [str(self.out), str(lst)])
         env.update({k: os.environ[k] for k in PASSED_ENV if k in os.environ})
@@ -229,10 +231,11 @@ class BootedKernel:
     """The Backend protocol on a kernel image booted in a VM: one boot for all the scenarios
     given at construction (one more scenario than that is an error)."""
 
-    def __init__(self, image: KernelImage, paths: list[str], name: str | None = None) -> None:
+    def __init__(self, image: KernelImage, scenarios: list[Scenario],
+                 name: str | None = None) -> None:
         self.image = image
         self.name = name or image.label
-        self.session = GuestSession(image, paths)
+        self.session = GuestSession(image, scenarios)
         self._replay: Replay | None = None
 
     def launch(self) -> None:
