@@ -22,7 +22,7 @@ from rich.markup import escape
 from rich.progress import Progress
 
 from anonex import BUILD, __version__
-from anonex.boot.backend import BootedKernel
+from anonex.boot.backend import BootedKernel, describe_env
 from anonex.boot.kernels_cli import kernels_cmd
 from anonex.diff import Divergence, diff
 from anonex.explore.cli import explore_cmd
@@ -341,8 +341,6 @@ def _kernel_header(console: Console, col: str, t: Trace) -> None:
     """What a real kernel is and what it cannot show, once, before its results."""
     env = t.env
     if "accel" in env:
-        from anonex.boot.backend import describe_env
-
         console.print(describe_env(col, t.version, env), markup=False, soft_wrap=True)
     else:
         rel = env.get("kernel_release") or env.get("kernel", "")

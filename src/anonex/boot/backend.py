@@ -65,6 +65,7 @@ class GuestSession:
         self.done: dict[str, Any] | None = None
         self.failed = ""
         self._lines: dict[str, list[dict[str, Any]]] = {}
+        self._received = 0  # scenario lines read so far
         self._offset = 0
         self._buf = b""
         self._last = 0.0  # when the last line came
@@ -125,9 +126,9 @@ class GuestSession:
         """Copy the failed guest's console where the user can read it after we clean up."""
         if self.guest is None or not self.guest.console.exists():
             return ""
-        from anonex.boot.debian import cache_root
+        from anonex.boot.debian import folder_name
 
-        dest = cache_root() / "guest" / f"console-{self.image.label.replace(':', '-')}.log"
+        dest = bundle.cache_dir() / f"console-{folder_name(self.image.label)}.log"
         try:
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(self.guest.console, dest)
@@ -158,6 +159,7 @@ class GuestSession:
                 self.done = rec
             elif kind == "scenario":
                 self._lines.setdefault(str(rec["path"]), []).append(rec)
+                self._received += 1
 
     def _wait(self, ready: Any, timeout: float, what: str) -> None:
         while True:
@@ -215,8 +217,7 @@ class GuestSession:
 
     def _delivered(self) -> bool:
         self._read()
-        return self.done is not None or (all(
-            not v for v in self._lines.values()) and len(self._lines) >= len(set(self.paths)))
+        return self.done is not None or self._received >= len(self.paths)
 
     @property
     def accel(self) -> str:
