@@ -14,7 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from importlib import resources
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -37,6 +37,10 @@ from anonex.scenario.errors import ScenarioError
 from anonex.scenario.parser import parse_file
 from anonex.scenario.runner import Trace, run
 from anonex.versions import CURRENT, KernelVersion
+
+if TYPE_CHECKING:
+    from anonex.boot.images import KernelImage
+    from anonex.fuzz import FuzzKernel, KernelReport
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="anonex: a kernel-faithful model of PG_anon_exclusive, COW, fork and "
@@ -171,7 +175,7 @@ def live_cmd(file: FileArg, show_trace: TraceOpt = False, as_json: JsonOpt = Fal
         for _, b in booted:
             b.close()
     if not as_json and not as_dot:
-        _kernel_header(err, be.name, t)
+        _kernel_header(err, be.name, t.version, t.env)
     _emit_one(t, show_trace, as_json, as_dot)
 
 
@@ -270,7 +274,7 @@ def check_cmd(
             for c, be, _ in kernels:  # a guest's run time is known once it has finished
                 if c == col and isinstance(be, BootedKernel):
                     t.env = {**t.env, **be.boot_facts()}
-            _kernel_header(out, col, t)
+            _kernel_header(out, col, t.version, t.env)
         rtext.matrix(out, [s.name for s in scens], columns, cells)
         rtext.problems(out, cells)
         for name, col, model_name, divs in divergent:
@@ -308,8 +312,14 @@ def _run_kernel(col: str, be: Backend, scens: list[Scenario], pool: ProcessPoolE
 
 
 def _booted_kernels(specs: list[str], scens: list[Scenario]) -> list[tuple[str, BootedKernel]]:
-    """A :class:`~anonex.boot.backend.BootedKernel` for each ``--boot`` argument (fetching
-    Debian kernels first, with a progress bar), named for its matrix column."""
+    """A :class:`~anonex.boot.backend.BootedKernel` for each ``--boot`` argument, named for
+    its matrix column (see :func:`_boot_images`)."""
+    return [(col, BootedKernel(image, scens, name=col)) for col, image in _boot_images(specs)]
+
+
+def _boot_images(specs: list[str]) -> list[tuple[str, KernelImage]]:
+    """The kernel image of each ``--boot`` argument (fetching Debian kernels first, with a
+    progress bar), each with a distinct column name; exit 2 for one that cannot be had."""
     if not specs:
         return []
     from anonex.boot.images import ImageError, resolve
@@ -321,7 +331,7 @@ def _booted_kernels(specs: list[str], scens: list[Scenario]) -> list[tuple[str, 
     except BootError as e:
         err.print(f"error: --boot: {e}", markup=False, soft_wrap=True)
         raise typer.Exit(2) from None
-    out: list[tuple[str, BootedKernel]] = []
+    out: list[tuple[str, KernelImage]] = []
     with download_progress(err) as progress:
         for spec in specs:
             try:
@@ -333,20 +343,110 @@ def _booted_kernels(specs: list[str], scens: list[Scenario]) -> list[tuple[str, 
             n = 2
             while col in [c for c, _ in out] or col == "live":
                 col, n = f"{image.label}#{n}", n + 1
-            out.append((col, BootedKernel(image, scens, name=col)))
+            out.append((col, image))
     return out
 
 
-def _kernel_header(console: Console, col: str, t: Trace) -> None:
+def _kernel_header(console: Console, col: str, version: KernelVersion,
+                   env: dict[str, Any]) -> None:
     """What a real kernel is and what it cannot show, once, before its results."""
-    env = t.env
     if "accel" in env:
-        console.print(describe_env(col, t.version, env), markup=False, soft_wrap=True)
+        console.print(describe_env(col, version, env), markup=False, soft_wrap=True)
     else:
         rel = env.get("kernel_release") or env.get("kernel", "")
-        console.print(f"{col}: Linux {t.version} ({rel}), the running kernel", markup=False)
+        console.print(f"{col}: Linux {version} ({rel}), the running kernel", markup=False)
     for note in dict.fromkeys(env.get("notes") or []):
         console.print(f"  note: {note}", markup=False, soft_wrap=True)
+
+
+@app.command("fuzz")
+def fuzz_cmd(
+    boot: BootOpt = None,
+    no_live: Annotated[bool, typer.Option("--no-live", help="do not run the live kernel")] =
+    False,
+    walks: Annotated[int, typer.Option("--walks", help="random walks per kernel")] = 300,
+    seed: Annotated[int, typer.Option("--seed", help="the walks' random seed")] = 1,
+    steps: Annotated[str, typer.Option("--steps", help="steps a walk takes after the "
+                                                       "setup: FIRST-LAST or N")] = "4-9",
+    kinds: Annotated[str, typer.Option("--kinds", help="regions the walks map: anon, thp, "
+                                                       "hugetlb")] = "anon,thp",
+    out_dir: Annotated[Path | None, typer.Option(
+        "--out", metavar="DIR", help="write each shrunk reproducer as "
+                                     "DIR/KERNEL-walk-SEED-I.cow")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Random walks on the running kernel and on booted ones (--boot), each diffed with the
+    model at that kernel's version; every walk that diverges is shrunk to a minimal
+    scenario. Exit 0: none diverges, 1: some do, 4: a kernel could not run."""
+    from anonex.fuzz import Options, fuzz, reproducer_name
+
+    lo, _, hi = steps.partition("-")
+    if not (lo.isdigit() and (hi or lo).isdigit()):
+        err.print(f"error: --steps {steps}: expected FIRST-LAST or N, e.g. 4-9", markup=False)
+        raise typer.Exit(2)
+    try:
+        opts = Options(walks=walks, seed=seed, min_steps=int(lo), max_steps=int(hi or lo),
+                       kinds=tuple(x.strip() for x in kinds.split(",") if x.strip()))
+    except ValueError as e:
+        err.print(f"error: {e}", markup=False)
+        raise typer.Exit(2) from None
+    if no_live and not boot:
+        err.print("error: nothing to fuzz: --no-live and no --boot IMAGE")
+        raise typer.Exit(2)
+    kernels, not_run = _fuzz_kernels(boot or [], no_live)
+    with Progress(console=err, transient=True, disable=not err.is_terminal) as prog:
+        report = fuzz(kernels, opts, _RichProgress(prog))
+    report.kernels[:0] = not_run
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for k in report.kernels:
+            for w, _ in k.distinct():  # walks that shrink to the same steps: one file
+                (out_dir / reproducer_name(k.name, w.name)).write_text(w.reproducer)
+    if as_json:
+        sys.stdout.write(json.dumps(report.to_json(), indent=2) + "\n")
+    else:
+        for k in report.kernels:
+            if k.version is not None:
+                _kernel_header(out, k.name, k.version, k.env)
+        for k in report.kernels:
+            rtext.fuzz_walks(out, k)
+        rtext.fuzz_table(out, report)
+        n = sum(len(k.walks) for k in report.kernels)
+        out.print(f"{n} walks on {len(report.kernels)} kernel"
+                  f"{'s' * (len(report.kernels) != 1)}: {report.diverging} diverging"
+                  + (f", reproducers in {out_dir}" if out_dir and report.diverging else ""))
+    raise typer.Exit(1 if report.diverging else 4 if report.unavailable else 0)
+
+
+def _fuzz_kernels(boot: list[str], no_live: bool) -> tuple[list[FuzzKernel], list[KernelReport]]:
+    """The kernels to fuzz, and a report for the running kernel when it cannot run."""
+    from anonex.fuzz import BootKernel, KernelReport, live_kernel
+    from anonex.live import available
+
+    kernels: list[FuzzKernel] = []
+    not_run: list[KernelReport] = []
+    if not no_live:
+        ok, why = available()
+        if ok:
+            kernels.append(live_kernel())
+        else:
+            not_run.append(KernelReport("live", unavailable=why))
+    kernels += [BootKernel(image, name=col) for col, image in _boot_images(boot)]
+    return kernels, not_run
+
+
+class _RichProgress:
+    """The fuzzer's progress on a rich progress bar."""
+
+    def __init__(self, prog: Progress) -> None:
+        self.prog = prog
+        self.task = prog.add_task("fuzzing", total=None)
+
+    def phase(self, text: str, total: int) -> None:
+        self.prog.reset(self.task, total=total, description=escape(text))
+
+    def advance(self) -> None:
+        self.prog.advance(self.task)
 
 
 app.command("explore")(explore_cmd)

@@ -1,6 +1,9 @@
-"""Text output with rich: the check matrix, divergences, one run step by step."""
+"""Text output with rich: the check matrix, divergences, one run step by step, the fuzzer's
+summary."""
 
 from __future__ import annotations
+
+from collections import Counter
 
 from rich.console import Console
 from rich.markup import escape
@@ -8,6 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from anonex.diff import Divergence, group
+from anonex.fuzz.core import FuzzReport, KernelReport
 from anonex.observation import PageObs
 from anonex.scenario.runner import Trace
 
@@ -161,3 +165,55 @@ def _involved(step: object, obs: dict[tuple[str, str, int], PageObs]) -> list[Pa
         idx = set(step.loc.pages(1 << 20))
         out = [o for o in out if o.index in idx or o.region != step.loc.region]
     return sorted(out, key=lambda o: (o.region, o.index, o.proc))[:64]
+
+
+def fuzz_walks(console: Console, k: KernelReport) -> None:
+    """``anonex fuzz``: each distinct reproducer of one kernel's diverging walks: its
+    divergences, how it was shrunk, its steps."""
+    for w, same in k.distinct():
+        s = w.shrunk
+        assert s is not None
+        divergences(console, w.name, f"model {k.version}", k.name, s.divergences,
+                    max_lines=8)
+        how = "1-minimal" if s.minimal else f"maybe not minimal after {s.rounds} rounds"
+        also = ""
+        if same:
+            names = ", ".join(x.name for x in same[:6]) + (" …" if len(same) > 6 else "")
+            also = (f"; {len(same)} more walk" +
+                    ("s shrink" if len(same) != 1 else " shrinks") + f" to it: {names}")
+        console.print(f"  shrunk from {w.steps} to {len(s.keep)} steps ({how}){also}:",
+                      style="dim", markup=False)
+        for line in w.reproducer.splitlines():
+            if not line.startswith("#"):
+                console.print("    " + line, markup=False, soft_wrap=True)
+
+
+def fuzz_table(console: Console, rep: FuzzReport) -> None:
+    """``anonex fuzz``: one row per kernel."""
+    table = Table(title="anonex fuzz", header_style="bold")
+    for col in ("kernel", "Linux", "walks", "skipped", "agreeing", "diverging",
+                "reproducers", "shrunk to (steps)", "time"):
+        table.add_column(col, justify="left" if col in ("kernel", "Linux") else "right")
+    for k in rep.kernels:
+        if k.unavailable and not k.walks:
+            table.add_row(k.name, "-", Text("not available", style="yellow"), "", "", "", "",
+                          "", "")
+            continue
+        sizes = Counter(len(w.shrunk.keep) for w, _ in k.distinct() if w.shrunk is not None)
+        shown = ", ".join(f"{n}" + (f" ×{m}" if m > 1 else "") for n, m in sorted(sizes.items()))
+        boots = f", {k.boots} boot{'s' * (k.boots != 1)}" if k.boots else ""
+        n_div = len(k.diverging)
+        table.add_row(k.name, str(k.version or "?"), str(len(k.walks)),
+                      Text(str(k.count("skip")), style="yellow" if k.count("skip") else ""),
+                      str(k.count("agree")),
+                      Text(str(n_div), style="bold red" if n_div else "green"),
+                      str(len(k.distinct())), shown or "-", f"{k.seconds:.0f} s{boots}")
+    console.print(table)
+    for k in rep.kernels:
+        for why, n in k.skip_reasons().items():
+            console.print(f"[yellow]skip[/] {n} walk{'s' * (n != 1)} on {escape(k.name)}: "
+                          f"{escape(why)}")
+        for note in k.notes:
+            console.print(f"  note ({escape(k.name)}): {escape(note)}")
+        if k.unavailable:
+            console.print(f"[yellow]{escape(k.name)} not available[/]: {escape(k.unavailable)}")
