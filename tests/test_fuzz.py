@@ -52,9 +52,11 @@ class CountingKernel(BackendKernel):
         super().__init__("model-5.8", ModelBackend(V("5.8")), version=V("6.18"),
                          max_rounds=max_rounds)
         self.batches: list[int] = []
+        self.ran: list[tuple[str, ...]] = []  # every scenario's steps, in order
 
     def run(self, scens: list[Scenario]) -> Generator[Trace | str, None, None]:
         self.batches.append(len(scens))
+        self.ran += [tuple(st.text() for st in s.steps) for s in scens]
         return super().run(scens)
 
 
@@ -135,8 +137,13 @@ def test_one_batch_per_round_and_the_round_cap() -> None:
     assert not all(w.shrunk is not None and w.shrunk.minimal for w in rep.diverging)
     assert any("maybe not minimal" in w.reproducer for w in rep.diverging)
     unbounded = CountingKernel()
-    rounds = [w.shrunk.rounds for w in fuzz_kernel(unbounded, OPTS).diverging if w.shrunk]
+    rep = fuzz_kernel(unbounded, OPTS)
+    rounds = [w.shrunk.rounds for w in rep.diverging if w.shrunk]
     assert len(unbounded.batches) == 1 + max(rounds)
+    shrinking = unbounded.ran[30:]
+    assert len(set(shrinking)) == len(shrinking)  # no candidate runs twice
+    # walks that met the same disagreement shrank as one
+    assert len(rep.distinct()) < len(rep.diverging)
 
 
 class NoPins:

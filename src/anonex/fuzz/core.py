@@ -227,15 +227,14 @@ def _shrink(kernel: FuzzKernel, rep: KernelReport, prog: Progress) -> None:
         if why:
             rep.notes.append(f"shrinking stopped: {why}")
     for w, t in zip(todo, targets, strict=True):
-        w.shrunk = t.best
-        w.reproducer = reproducer(t, w, rep)
-        w.shrunk_steps = tuple(t.lines[i] for i in t.best.keep)
+        w.shrunk = t.result()
+        w.reproducer = reproducer(t, w.shrunk, w, rep)
+        w.shrunk_steps = t.steps(w.shrunk.keep)
 
 
-def reproducer(t: Target, w: WalkResult, rep: KernelReport) -> str:
+def reproducer(t: Target, s: Shrunk, w: WalkResult, rep: KernelReport) -> str:
     """The shrunk walk as a scenario file: what it is in ``about``, the steps, and its
     first divergence in comments at the end (the lines the divergences name stay)."""
-    s = t.best
     fields = ", ".join(sorted(s.fields))
     head = [f'title "{w.name} on {rep.name}"',
             f'about "{rep.name} (Linux {rep.version}) and the model at {rep.version} '
@@ -244,7 +243,7 @@ def reproducer(t: Target, w: WalkResult, rep: KernelReport) -> str:
     first = group(s.divergences)
     tail = [f"# {g.describe('model', rep.name)}" for g in first
             if g.line == first[0].line]
-    return "\n".join([*head, *(t.lines[i] for i in s.keep), *tail]) + "\n"
+    return "\n".join([*head, *t.steps(s.keep), *tail]) + "\n"
 
 
 def reproducer_name(kernel: str, walk: str) -> str:

@@ -17,7 +17,8 @@ booted in a VM), holding the candidates of every walk still shrinking:
 The smallest candidate kept becomes the walk of the next round. A round that keeps none
 of the single-step removals of the walk itself proves it 1-minimal: it stops there. A
 kernel may cap the rounds (:data:`~anonex.fuzz.kernels.BOOT_ROUNDS`), and the reproducer
-then says it may not be minimal.
+then says it may not be minimal. Walks that come to the same steps (many walks meet the
+same disagreement) shrink as one from then on, and no candidate runs twice.
 """
 
 from __future__ import annotations
@@ -62,9 +63,24 @@ class Target:
     removable: frozenset[int] = frozenset()  # steps that could each go in the last round
     cut: bool = True  # try the walk cut after its first diverging step
     done: bool = False
+    # shrinking as another walk that came to the same steps: it, and its steps' indexes
+    # to this walk's
+    merged: tuple[Target, dict[int, int]] | None = None
+
+    def steps(self, keep: Keep) -> tuple[str, ...]:
+        return tuple(self.lines[i] for i in keep)
 
     def text(self, keep: Keep) -> str:
-        return "\n".join([*self.head, *(self.lines[i] for i in keep)]) + "\n"
+        return "\n".join([*self.head, *self.steps(keep)]) + "\n"
+
+    def result(self) -> Shrunk:
+        """Where shrinking got, for a merged walk too (in its own steps' indexes)."""
+        if self.merged is None:
+            return self.best
+        lead, to_mine = self.merged
+        b = lead.result()
+        return Shrunk(tuple(to_mine[i] for i in b.keep), b.divergences, b.fields, b.rounds,
+                      b.minimal)
 
     def first_step(self) -> int:
         """The position in ``best.keep`` of the first diverging step."""
@@ -111,37 +127,42 @@ def kept(o: Outcome, want: frozenset[str]) -> bool:
 def shrink(kernel: FuzzKernel, model: ModelBackend, targets: list[Target],
            start_round: Callable[[int, int], Callable[[], object]] = lambda r, n: lambda: None,
            ) -> str:
-    """Shrink every target in rounds of one batch each, at most ``kernel.max_rounds``.
+    """Shrink every target in rounds of one batch each, at most ``kernel.max_rounds``;
+    :meth:`Target.result` says where each got. Walks that come to the same steps (with
+    the same fields) shrink as one from then on, and no scenario runs twice.
     *start_round(round, candidates)* is called before each round's batch and returns
     what to call after each candidate (progress). Returns why the kernel stopped being
     available ("" when it did not)."""
     from anonex.live import LiveUnavailable
 
+    seen: dict[tuple[str, ...], Outcome] = {}  # every candidate run, by its steps
     rnd = 0
     while kernel.max_rounds is None or rnd < kernel.max_rounds:
-        active = [t for t in targets if not t.done]
+        active = _merge([t for t in targets if not t.done])
         if not active:
             break
         rnd += 1
-        batch: list[tuple[Target, Keep, int | None, Scenario]] = []
+        cands: list[tuple[Target, Keep, int | None]] = []
+        batch: dict[tuple[str, ...], Scenario] = {}
         for t in active:
             t.best.rounds = rnd
-            for j, (keep, left_out) in enumerate(t.candidates()):
-                path = f"{t.name}-r{rnd}c{j}.cow"
-                try:
-                    batch.append((t, keep, left_out, parse(t.text(keep), path)))
-                except ScenarioError:
-                    continue
+            for keep, left_out in t.candidates():
+                steps = t.steps(keep)
+                if steps not in seen and steps not in batch:
+                    try:
+                        batch[steps] = parse(t.text(keep), f"{t.name}-r{rnd}c{len(batch)}.cow")
+                    except ScenarioError:
+                        continue
+                cands.append((t, keep, left_out))
         advance = start_round(rnd, len(batch))
         try:
-            outs = evaluate(kernel, model, [b[3] for b in batch], advance)
+            seen.update(zip(batch, evaluate(kernel, model, list(batch.values()), advance),
+                            strict=True))
         except LiveUnavailable as e:
             return e.reason
         for t in active:
-            want = t.best.fields
-            mine = [(keep, left_out, o) for (tt, keep, left_out, _), o in
-                    zip(batch, outs, strict=True) if tt is t]
-            good = [(keep, left_out, o) for keep, left_out, o in mine if kept(o, want)]
+            good = [(keep, left_out, seen[t.steps(keep)]) for tt, keep, left_out in cands
+                    if tt is t and kept(seen[t.steps(keep)], t.best.fields)]
             if good:
                 keep, _, o = min(good, key=lambda g: len(g[0]))
                 t.best = Shrunk(keep, o.divergences, t.best.fields, rnd)
@@ -152,3 +173,18 @@ def shrink(kernel: FuzzKernel, model: ModelBackend, targets: list[Target],
             else:
                 t.best.minimal = t.done = True
     return ""
+
+
+def _merge(active: list[Target]) -> list[Target]:
+    """The targets that still shrink on their own: of those now at the same steps with the
+    same fields, the first; the others follow it (:attr:`Target.merged`)."""
+    leads: dict[tuple[tuple[str, ...], frozenset[str]], Target] = {}
+    out = []
+    for t in active:
+        lead = leads.setdefault((t.steps(t.best.keep), t.best.fields), t)
+        if lead is t:
+            out.append(t)
+        else:
+            t.merged = (lead, dict(zip(lead.best.keep, t.best.keep, strict=True)))
+            t.done = True
+    return out

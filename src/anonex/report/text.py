@@ -202,6 +202,8 @@ def fuzz_table(console: Console, rep: FuzzReport) -> None:
         sizes = Counter(len(w.shrunk.keep) for w, _ in k.distinct() if w.shrunk is not None)
         shown = ", ".join(f"{n}" + (f" ×{m}" if m > 1 else "") for n, m in sorted(sizes.items()))
         boots = f", {k.boots} boot{'s' * (k.boots != 1)}" if k.boots else ""
+        if k.diverging:
+            boots += f" (shrinking {k.shrink_seconds:.0f} s)"
         n_div = len(k.diverging)
         table.add_row(k.name, str(k.version or "?"), str(len(k.walks)),
                       Text(str(k.count("skip")), style="yellow" if k.count("skip") else ""),
