@@ -6,6 +6,7 @@ test also looks at what only the model can see (refcount, PTE bits) in the trace
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pytest
@@ -523,6 +524,41 @@ def test_version_table() -> None:
     assert vs == sorted(vs) and KernelVersion(5, 19) in vs and KernelVersion(5, 4) in vs
     for b in BOUNDARIES:
         assert b.commit and b.summary
+
+
+def test_stable_backports_in_version_table() -> None:
+    """A stable release that got a change has it, its series' earlier releases do not, and
+    a fix backported to a series ends a bug there."""
+    def rules(v: str) -> Rules:
+        return Rules(KernelVersion.parse(v))
+
+    assert not rules("5.10").pinned_not_swapcached
+    assert not rules("5.10.8").pinned_not_swapcached
+    assert rules("5.10.9").pinned_not_swapcached and rules("5.10.223").pinned_not_swapcached
+    assert not rules("5.9.16").pinned_not_swapcached and rules("5.11").pinned_not_swapcached
+    assert rules("5.10.4").gup_fast_fork_seqcount and not rules("5.10.3").gup_fast_fork_seqcount
+    assert rules("6.12.117").kpageflags_ksm_every_anon
+    assert rules("6.18.43").kpageflags_ksm_every_anon
+    assert not rules("6.18.44").kpageflags_ksm_every_anon
+    assert not rules("7.2").kpageflags_ksm_every_anon and not rules("6.9").kpageflags_ksm_every_anon
+    vs = boundary_versions()
+    # backports are versions where the rules change; rules the model never reads are not
+    assert KernelVersion.parse("5.10.9") in vs and KernelVersion.parse("6.18.44") in vs
+    assert KernelVersion.parse("5.10.4") not in vs
+    assert all(rules(str(v))._on != rules(str(w))._on for v, w in itertools.pairwise(vs))
+
+
+def test_model_at_a_stable_release() -> None:
+    """``--kernel 5.10.9`` runs the model with 5.10.9's backports."""
+    text = """
+P0: mmap A anon 1
+P0: write A "data"
+P0: pin A[0] -> h
+P0: madvise A pageout
+expect P0 A[0] present
+"""
+    assert model_run(text, "5.10.9").verdict == "pass"
+    assert model_run(text, "5.10.8").verdict == "fail"
 
 
 def test_ksm_merge_write_and_unmerge() -> None:

@@ -18,7 +18,14 @@ from anonex.versions import KernelVersion
 
 @dataclass(frozen=True, slots=True)
 class Boundary:
-    """One rule that holds for kernels in ``[since, until)``."""
+    """One rule that holds for kernels in ``[since, until)``.
+
+    A mainline release is ``since``/``until`` (compared by major.minor: every 6.18.y is
+    6.18); a stable series that got the change later is named in ``backports`` (for
+    ``since``) or ``until_backports`` (for ``until``) as the first release of that series
+    that has it, e.g. ``5.10.9``. ``--kernel 5.10`` is the mainline 5.10.0; ``5.10.9`` has
+    every backport up to 5.10.9.
+    """
 
     name: str
     since: KernelVersion
@@ -26,11 +33,31 @@ class Boundary:
     summary: str
     until: KernelVersion | None = None
     note: str = ""
+    backports: tuple[KernelVersion, ...] = ()
+    until_backports: tuple[KernelVersion, ...] = ()
+    modelled: bool = True  # False: recorded for readers, no model rule reads it
 
     def holds(self, v: KernelVersion) -> bool:
-        if v.major_minor < self.since.major_minor:
+        if not _reached(v, self.since, self.backports):
             return False
-        return self.until is None or v.major_minor < self.until.major_minor
+        return self.until is None or not _reached(v, self.until, self.until_backports)
+
+    def points(self) -> list[KernelVersion]:
+        """Every version at which this rule starts or stops holding."""
+        out = [KernelVersion(self.since.major, self.since.minor), *self.backports]
+        if self.until is not None:
+            out += [KernelVersion(self.until.major, self.until.minor), *self.until_backports]
+        return out
+
+
+def _reached(v: KernelVersion, mainline: KernelVersion,
+             backports: tuple[KernelVersion, ...]) -> bool:
+    """Whether kernel *v* has a change merged in *mainline* and backported to the stable
+    releases *backports* (each the first release of its series to have it)."""
+    if v.major_minor >= mainline.major_minor:
+        return True
+    return any(b.major_minor == v.major_minor and (v.patch or 0) >= (b.patch or 0)
+               for b in backports)
 
 
 def _v(s: str) -> KernelVersion:
@@ -98,6 +125,18 @@ BOUNDARIES: tuple[Boundary, ...] = (
     Boundary("mthp_swapin", _v("6.12"), '242d12c98174 "mm: support large folios swap-in for '
              'sync io devices"', "a synchronous device swaps a contiguous, unshared range back "
              "in as one mTHP", note="version inferred"),
+    Boundary("swapcache_map_large", _v("6.10"), '"mm: swap: entirely map large folios found '
+             'in swapcache" (Chuanhua Han, Barry Song)', "a fault that finds a large folio in "
+             "the swap cache maps all of it when the surrounding PTEs are its swap entries",
+             note="version inferred; measured on 7.2.13 (a child's read of one page maps the "
+             "16 pages of the mTHP its parent's swap-in left in the swap cache)"),
+    Boundary("pt_reclaim_dontneed", _v("6.14"), '"mm: pgtable: reclaim empty PTE page in '
+             'madvise(MADV_DONTNEED)" (Qi Zheng, CONFIG_PT_RECLAIM)', "MADV_DONTNEED frees "
+             "the PTE tables it empties, so a later fault in an empty 2 MiB range can map a "
+             "THP (or the huge zero page) by PMD again",
+             note="version inferred; found by anonex fuzz: after split + MADV_DONTNEED of a THP "
+             "a read fault maps a small zero page on 5.10.223, 6.1.187 and 6.12.117 and the "
+             "huge zero page on 6.18.44 and 7.2.13"),
     Boundary("owner_2_rename", _v("6.12"), '"mm: rename PG_mappedtodisk to PG_owner_2"',
              "PG_anon_exclusive = PG_owner_2 = PG_mappedtodisk; KPF_OWNER_2 (bit 34)"),
     Boundary("thp_zero_wp_alloc", _v("6.13"), '1ced09e0331f "mm: allocate THP on hugezeropage '
@@ -111,7 +150,54 @@ BOUNDARIES: tuple[Boundary, ...] = (
              "rmap and the flag"),
     Boundary("swapin_sync_bypass", _v("4.15"), '0bcac06f27d7 "mm, swap: skip swapcache for '
              'swapin of synchronous device"', "zram swap-in of an entry with one user skips "
-             "the swap cache", until=_v("6.19"), note="removed after 6.18 (swap table phase II)"),
+             "the swap cache", until=_v("7.0"),
+             note='removed by f1879e8a0c60 "mm, swap: never bypass the swap cache even for '
+             'SWP_SYNCHRONOUS_IO" (swap table phase II, 7.0): measured, 7.2.13 maps a shared '
+             'swap-in read-only and 6.18.44 does not'),
+    Boundary("swapin_through_cache", _v("7.0"), 'f1879e8a0c60 "mm, swap: never bypass the swap '
+             'cache even for SWP_SYNCHRONOUS_IO", 4b34f1d82c65 "mm, swap: free the swap cache '
+             'after folio is mapped"', "every swap-in goes through the swap cache; on a "
+             "synchronous device the cache is dropped once the page is mapped, and a large "
+             "folio comes back whatever the entries' swap counts (no readahead there)"),
+    Boundary("lru_add_drain_in_wp", _v("5.18"), 'd4c470970d45 "mm: optimize do_wp_page() for '
+             'fresh pages in local LRU pagevecs"', "do_wp_page drains the local LRU pagevec "
+             "before counting references, so a fresh page's pagevec reference no longer "
+             "forces a copy",
+             note="before it (5.9..5.17) a page added to the LRU since the last drain holds "
+             "one more reference; the model keeps those pages in Kernel.lru_pending"),
+    Boundary("gup_fast_fork_seqcount", _v("5.11"), '57efa1fe5957 "mm/gup: prevent gup_fast '
+             'from racing with COW during fork"', "fork write-protects under "
+             "mm->write_protect_seq and gup_fast falls back to the slow path when fork ran "
+             "meanwhile", backports=(_v("5.10.4"),),
+             note="closes a race between threads; the model's steps are atomic, so no model "
+             "rule reads it (a sequential scenario cannot observe it)", modelled=False),
+    Boundary("pinned_not_swapcached", _v("5.11"), 'feb889fb40fa "mm: don\'t put pinned pages '
+             'into the swap cache"', "reclaim skips maybe-pinned anon pages instead of adding "
+             "them to the swap cache and unmapping them", backports=(_v("5.10.9"),),
+             note="before it, a pinned page was unmapped and kept in the swap cache, and a "
+             "write after swap-in copied it away from the pin (page_count reuse)"),
+    Boundary("kpageflags_ksm_every_anon", _v("6.10"), 'dee3d0bef2b0 "proc: rewrite '
+             'stable_page_flags()"', "kpageflags sets KPF_KSM on every anonymous page (it "
+             "tests one bit of the folio's mapping, which every anon mapping has)",
+             until=_v("7.2"), until_backports=(_v("6.18.44"),),
+             note='fixed by 81401cebfc15 "fs/proc: fix KPF_KSM reported for all anonymous '
+             'pages" (7.2-rc3, Cc: stable): 6.18.44 has the fix (measured; the first 6.18.y '
+             'with it is not verified), 6.12.117 still has the bug (read in its source)'),
+    Boundary("collapse_readonly_ptes", _v("6.18"), '"mm: enable khugepaged anonymous collapse on '
+             'non-writable regions" (Dev Jain)', "collapse no longer needs a writable PTE in "
+             "the range (SCAN_PAGE_RO is gone), so MADV_COLLAPSE of a fully shared range works",
+             note="version inferred: 6.12.117 has SCAN_PAGE_RO (its mm/khugepaged.c) and "
+             "fails with EINVAL (measured), 6.18.44 collapses (measured)"),
+    Boundary("swap_alloc_nonfull_first", _v("6.18"), '"mm, swap: prefer nonfull over free '
+             'clusters" (Kairui Song, Aug 2025)', "the swap allocator fills partly used "
+             "clusters (cluster 0, after the header slot) before taking a free one; before, "
+             "a fresh device's first allocation took the first free cluster (slot 512)",
+             note="observable through mTHP swap-in alignment: 6.12.117 swaps a split THP's "
+             "pages back in as a 64 KiB folio, 6.18.44 as small pages (measured)"),
+    Boundary("khugepaged_mthp", _v("7.2"), '"khugepaged: mTHP support" (Nico Pache)',
+             "khugepaged collapses to enabled mTHP sizes too",
+             note="the model has no khugepaged and the live backend keeps it quiet: not "
+             "observable by the library", modelled=False),
 )
 
 _BY_NAME = {b.name: b for b in BOUNDARIES}
@@ -136,10 +222,16 @@ class Rules:
 
 
 def boundary_versions() -> list[KernelVersion]:
-    """Every version where some rule changes, plus the oldest era (5.4), sorted."""
+    """Every version where the modelled rules change (stable backports included), plus the
+    oldest era (5.4), sorted."""
     vs = {KernelVersion(5, 4)}
     for b in BOUNDARIES:
-        vs.add(KernelVersion(b.since.major, b.since.minor))
-        if b.until is not None:
-            vs.add(KernelVersion(b.until.major, b.until.minor))
-    return sorted(v for v in vs if v >= KernelVersion(5, 4))
+        if b.modelled:
+            vs.update(b.points())
+    out: list[KernelVersion] = []
+    for v in sorted(v for v in vs if v >= KernelVersion(5, 4)):
+        # a mainline release whose only change came to the series before as a backport
+        # (5.11 after 5.10.9) runs the same rules: keep the first
+        if not out or Rules(v)._on != Rules(out[-1])._on:
+            out.append(v)
+    return out
