@@ -269,9 +269,14 @@ def main(argv: list[str]) -> int:
             n += 1
     for tname, lines in THP_TESTS:
         full = f"{tname} ... with THP"
+        body = ["P0: mmap A thp", 'P0: write A "init"', "P0: split A", *lines]
+        if "(fully shared)" in tname:
+            # no writable PTE left in the range: SCAN_PAGE_RO until collapse_readonly_ptes
+            body += ["", 'xfail 6.1..6.17 "MADV_COLLAPSE refuses a range without a writable '
+                         'PTE before 6.18 (SCAN_PAGE_RO: EINVAL), measured on 6.1.187 and '
+                         '6.12.117"']
         write(full, "cow.c anon THP collapse test (6.3+); MADV_COLLAPSE exists since 6.1",
-              ["P0: mmap A thp", 'P0: write A "init"', "P0: split A", *lines],
-              "collapse", "no MADV_COLLAPSE before 6.1")
+              body, "collapse", "no MADV_COLLAPSE before 6.1")
         n += 1
     for tname, lines in NON_ANON:
         full = f"{tname} ... with shared zeropage"

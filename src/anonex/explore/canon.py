@@ -54,14 +54,14 @@ ENCODED: dict[str, frozenset[str]] = {
     "DeviceExclusivePte": frozenset({"page"}),
     "Pmd": frozenset({"folio", "write", "dirty"}),
     "VMA": frozenset({"start", "npages", "flags", "anon_vma", "ra"}),
-    "MM": frozenset({"vmas", "ptes", "has_pinned", "pmds"}),
+    "MM": frozenset({"vmas", "ptes", "has_pinned", "pmds", "kept_ptables"}),
     "PageRef": frozenset({"page", "mm", "vpn"}),
     "Pipe": frozenset({"refs", "holders"}),
     "Pin": frozenset({"refs", "holders", "gup_flags"}),
     "SwapSlot": frozenset({"data", "count", "cache"}),
     "_Ref": frozenset({"mm", "vpn", "attached", "accepted"}),
     "Kernel": frozenset({"mms", "zero_folio", "pipes", "pins", "swap", "ksm_mms",
-                         "ksm_use_zero_pages", "thp_use_zero_page",
+                         "ksm_use_zero_pages", "thp_use_zero_page", "lru_pending",
                          # only modulo the largest mTHP: see slot_residue()
                          "next_slot"}),
     "Oracle": frozenset({"mem", "pipes", "pins"}),
@@ -73,6 +73,7 @@ IGNORED: dict[str, frozenset[str]] = {
     "MM": frozenset({"name"}),
     "Kernel": frozenset({"version", "rules", "next_pfn", "regions", "freed",
                          "nr_faults", "mthp_orders", "layout", "injected",
+                         "ksm_max_page_sharing", "lru_batch_refs",
                          # the huge zero folio, allocated on first use; PMDs that map it
                          # are encoded like any other
                          "_huge_zero"}),
@@ -342,6 +343,9 @@ def encode(k: Kernel, oracle: Oracle, lay: Layout, order: Sequence[str]) -> list
         ap(mm.has_pinned)
         if x_mm:
             _generic(mm, x_mm, out)
+        ap(len(mm.kept_ptables))
+        if mm.kept_ptables:
+            ext(sorted(b - base for b in mm.kept_ptables))
         pmds = mm.pmds
         ap(len(pmds))
         if pmds:
@@ -405,6 +409,9 @@ def encode(k: Kernel, oracle: Oracle, lay: Layout, order: Sequence[str]) -> list
             if c is not None:
                 nm.fid(c)
     ap(len(swap))
+    ap(len(k.lru_pending))  # the LRU batch (5.9-5.17), in the order pages joined it
+    for f in k.lru_pending:
+        ap(nm.fid(f))
     if lay.ksm or k.ksm_mms:
         ksm = [pidx[n] for n in k.ksm_mms if n in pidx]
         ap(len(ksm))

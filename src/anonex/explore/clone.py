@@ -27,7 +27,7 @@ from anonex.versions import KernelVersion
 # every other field must hold an immutable value and is shared.
 KERNEL_MUTABLE: frozenset[str] = frozenset({
     "mms", "zero_folio", "_huge_zero", "pipes", "pins", "swap", "regions", "freed",
-    "ksm_mms", "injected"})
+    "ksm_mms", "injected", "lru_pending"})
 
 # Kernel fields of these types are shared between copies (besides the model's own immutable
 # types: the version, its rules, the page-flag layout).
@@ -85,7 +85,8 @@ class Copier:
                   [VMA(v.start, v.npages, v.flags, v.anon_vma, v.ra) for v in m.vmas],
                   {vpn: entry(e) for vpn, e in m.ptes.items()},
                   m.has_pinned,
-                  {b: Pmd(self.folio(p.folio), p.write, p.dirty) for b, p in m.pmds.items()})
+                  {b: Pmd(self.folio(p.folio), p.write, p.dirty) for b, p in m.pmds.items()},
+                  m.kept_ptables)
 
     def refs(self, refs: list[PageRef]) -> list[PageRef]:
         return [PageRef(self.page(r.page), r.mm, r.vpn) for r in refs]
@@ -108,6 +109,7 @@ class Copier:
         n.swap = {i: self.slot(s) for i, s in k.swap.items()}
         n.regions = dict(k.regions)
         n.freed = [self.folio(f) for f in k.freed]
+        n.lru_pending = [self.folio(f) for f in k.lru_pending]
         n.ksm_mms = list(k.ksm_mms)
         n.injected = set(k.injected)
         return n

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from anonex.kernel.folio import Folio, Page
 from anonex.kernel.oracle import Oracle
 from anonex.kernel.pgtable import DeviceExclusivePte, MigrationPte, Pmd, Pte, SwapPte
+from anonex.kernel.rmap import maps_page_at
 from anonex.kernel.state import HPAGE_PMD_NR, Kernel
 from anonex.kernel.versions import Rules
 
@@ -156,7 +157,7 @@ def check_data(k: Kernel, oracle: Oracle, vpns: tuple[int, ...]) -> list[Finding
             if not oref.attached or oref.mm not in k.mms:
                 continue
             page = ref.page
-            if mapped_page(k, oref.mm, oref.vpn) is not page:
+            if not maps_page_at(k, oref.mm, oref.vpn, page):
                 out.append(("pin-coherence", f"pin coherence broken: {oref.mm} no longer maps "
                                              f"the page pinned by '{hname}' ({page.name}) at "
                                              f"{oref.vpn:#x}: the kernel replaced it behind "

@@ -29,12 +29,14 @@ from anonex.kernel.gup import (
     put_page,
     unpin_user_page,
 )
+from anonex.kernel.lru import lru_add_drain
 from anonex.kernel.madvise import madvise
 from anonex.kernel.memory_failure import identify_page_state
 from anonex.kernel.mmap import exit_mmap, mmap_anon, mremap, munmap
 from anonex.kernel.mprotect import mprotect
 from anonex.kernel.oracle import Oracle
 from anonex.kernel.pgtable import Entry, MigrationPte, Pmd, Pte, SwapPte
+from anonex.kernel.rmap import maps_page_at
 from anonex.kernel.state import (
     HPAGE_PMD_NR,
     MM,
@@ -110,6 +112,8 @@ class ModelBackend:
         return {"backend": "model", "kernel": str(self.version), "layout": self.k.layout.name}
 
     def step(self, st: ast.Step) -> StepResult:
+        # the live backend drains every CPU's LRU add batch before each step (move_pages)
+        lru_add_drain(self.k)
         try:
             res = self.apply(st)
         except Segfault as fault:
@@ -189,12 +193,7 @@ class ModelBackend:
             if pin is None or mm is None:
                 continue
             page = pin.refs[i].page
-            pmd = mm.pmd_at(vpn)
-            mapped = pmd.folio.pages[vpn - huge_base(vpn)] if pmd else None
-            e = mm.ptes.get(vpn)
-            if pmd is None and isinstance(e, Pte):
-                mapped = e.page
-            if mapped is not page:
+            if not maps_page_at(self.k, mmname, vpn, page):
                 out.append(f"pin coherence broken: {mmname} no longer maps the page pinned "
                            f"by '{name}' ({page.name}) at {vpn:#x}: the kernel replaced it "
                            "behind the pin (wrong COW)")

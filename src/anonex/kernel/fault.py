@@ -23,6 +23,7 @@ from __future__ import annotations
 from anonex.kernel import flags as pf
 from anonex.kernel.errors import KernelBug, Segfault
 from anonex.kernel.folio import Folio, Page, page_mapcount
+from anonex.kernel.lru import lru_batch_ref, lru_cache_add
 from anonex.kernel.pgtable import DeviceExclusivePte, Pmd, Pte, SwapPte
 from anonex.kernel.rmap import (
     RMAP_EXCLUSIVE,
@@ -95,11 +96,13 @@ def handle_mm_fault(k: Kernel, mm: MM, vpn: int, flags: int) -> str:
 
 def thp_vma_suitable(mm: MM, vma: VMA, vpn: int) -> bool:
     """``thp_vma_allowable_order()`` in madvise mode: VM_HUGEPAGE, the aligned 2 MiB inside
-    the VMA, and no page table there yet."""
+    the VMA, and no page table there yet (not even an empty one MADV_DONTNEED left)."""
     if not vma.flags & VM_HUGEPAGE or vma.flags & VM_NOHUGEPAGE:
         return False
     base = huge_base(vpn)
     if base < vma.start or base + HPAGE_PMD_NR > vma.end:
+        return False
+    if mm.kept_ptables and base in mm.kept_ptables:
         return False
     return not any(v in mm.ptes for v in range(base, base + HPAGE_PMD_NR))
 
@@ -131,6 +134,7 @@ def do_anonymous_page(k: Kernel, mm: MM, vma: VMA, vpn: int, flags: int) -> str:
     folio = k.alloc_folio(order)
     k.folio_get(folio, folio.nr - 1)  # folio_ref_add(folio, nr_pages - 1)
     folio_add_new_anon_rmap(k, folio, RMAP_EXCLUSIVE, mm.name)
+    lru_cache_add(k, folio)
     start = vpn & ~((1 << order) - 1)
     for i, page in enumerate(folio.pages):
         mm.ptes[start + i] = Pte(page, write=writable, dirty=writable)
@@ -212,7 +216,8 @@ def _old_can_reuse(k: Kernel, page: Page) -> bool:
     if r.cow_fixes_part1:
         return wp_can_reuse_anon_folio(k, folio)
     if r.reuse_by_page_count:
-        if folio.ksm or folio.refcount != 1:
+        # page_count(): the local LRU batch's reference counts too (not drained before 5.18)
+        if folio.ksm or folio.refcount + lru_batch_ref(k, folio) != 1:
             return False
         return page_mapcount(page) == 1
     if folio.ksm:
@@ -261,6 +266,7 @@ def wp_page_copy(k: Kernel, mm: MM, vma: VMA, vpn: int, pte: Pte, unshare: bool)
     new = k.alloc_folio(0)
     new.pages[0].data = "" if old is None else old.data
     folio_add_new_anon_rmap(k, new, RMAP_EXCLUSIVE)
+    lru_cache_add(k, new)
     writable = (not unshare) and bool(vma.flags & VM_WRITE)
     if unshare and writable:
         raise KernelBug("BUG_ON(unshare && pte_write(entry)) in wp_page_copy")

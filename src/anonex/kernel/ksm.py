@@ -11,6 +11,8 @@ first checks that no one but the mappings (and the swap cache) holds a reference
 clears PG_anon_exclusive with ``folio_try_share_anon_rmap_pte``, which fails while the folio
 may be pinned: KSM never merges a pinned page. A KSM page is never exclusive and never
 reused on a write fault (5.9+); ``MADV_UNMERGEABLE`` breaks it with an unshare fault.
+One KSM page takes at most ``max_page_sharing`` mappings (256, the default); more copies of
+the same content make another KSM page of the same stable node chain (4.13+).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from anonex.kernel import flags as pf
 from anonex.kernel.errors import KernelBug
 from anonex.kernel.fault import FAULT_FLAG_REMOTE, FAULT_FLAG_UNSHARE, handle_mm_fault
 from anonex.kernel.folio import Folio
+from anonex.kernel.lru import lru_add_drain
 from anonex.kernel.pgtable import Pte
 from anonex.kernel.rmap import (
     RMAP_NONE,
@@ -134,12 +137,15 @@ def _small_page_at(k: Kernel, mm: MM, vpn: int) -> bool:
 
 def ksm_scan(k: Kernel) -> int:
     """Two full scans of ksmd; returns the number of pages merged."""
+    lru_add_drain(k)  # scan_get_next_rmap_item(): lru_add_drain_all() as a scan starts
     merged = 0
-    stable: dict[str, Folio] = {}
+    stable: dict[str, list[Folio]] = {}  # a stable node chain: its KSM pages (dups)
     for mm in k.mms.values():
         for entry in mm.ptes.values():
             if isinstance(entry, Pte) and entry.page.folio.ksm:
-                stable.setdefault(entry.page.data, entry.page.folio)
+                dups = stable.setdefault(entry.page.data, [])
+                if entry.page.folio not in dups:
+                    dups.append(entry.page.folio)
     unstable: dict[str, tuple[MM, int]] = {}
     for mm, vpn, _ in _candidates(k):
         folio = _folio_at(mm, vpn)
@@ -155,7 +161,7 @@ def ksm_scan(k: Kernel) -> int:
                 k.folio_put(e.page.folio)
                 merged += 1
             continue
-        kf = stable.get(data)
+        kf = stable_node_dup(k, stable.get(data, []))
         if kf is not None:
             e = _small_pte(k, mm, vpn)
             if e is None or kf is e.page.folio:
@@ -194,8 +200,20 @@ def ksm_scan(k: Kernel) -> int:
         replace_page(k, omm, ovpn, oe, page.folio)
         merged += 1
         del unstable[data]
-        stable[data] = page.folio
+        stable.setdefault(data, []).append(page.folio)  # stable_tree_insert()
     return merged
+
+
+def stable_node_dup(k: Kernel, dups: list[Folio]) -> Folio | None:
+    """``stable_node_dup()``: of the KSM pages with this content, the one with the most
+    mappings still below ``max_page_sharing``; None when every one is full, so the page
+    goes to the unstable tree and a twin makes a new KSM page (a new dup in the chain)."""
+    best: Folio | None = None
+    for f in dups:
+        n = f.mapcount_total()
+        if n < k.ksm_max_page_sharing and (best is None or n > best.mapcount_total()):
+            best = f
+    return best
 
 
 def break_ksm(k: Kernel, mm: MM, start: int, end: int) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from anonex.kernel.errors import Segfault
 from anonex.kernel.fault import FAULT_FLAG_WRITE, handle_mm_fault
 from anonex.kernel.folio import Folio
+from anonex.kernel.lru import lru_add_drain
 from anonex.kernel.mmap import update_vma_flags, vma_flag_changes, zap_range
 from anonex.kernel.pgtable import Pte
 from anonex.kernel.state import (
@@ -23,6 +24,7 @@ from anonex.kernel.state import (
     VM_WIPEONFORK,
     VM_WRITE,
     Kernel,
+    huge_base,
 )
 from anonex.observation import Unsupported
 
@@ -48,13 +50,22 @@ def madvise_changes(mm: MM, start: int, end: int, advice: str) -> bool | None:
 
 def madvise(k: Kernel, mm: MM, start: int, end: int, advice: str) -> None:
     """``madvise(start, len, advice)``."""
+    if advice == "wipeonfork" and any(mm.vma_or_fault(v).flags & VM_HUGETLB
+                                      for v in range(start, end)):
+        # madvise_vma_behavior(): MADV_WIPEONFORK only on private anon memory, and a
+        # hugetlb VMA has a file (found by anonex fuzz on 6.18.44)
+        raise Segfault("EINVAL: MADV_WIPEONFORK on a hugetlb VMA")
     if advice in _VMA_FLAG and advice != "mergeable":
         update_vma_flags(k, mm, start, end, *_VMA_FLAG[advice])
         return
     for vpn in range(start, end):
         mm.vma_or_fault(vpn)
     if advice == "dontneed":
+        lru_add_drain(k)  # zap_page_range()
+        tables = {huge_base(v) for v in mm.ptes if start <= v < end}
         zap_range(k, mm, start, end)
+        if not k.rules.pt_reclaim_dontneed:  # the emptied PTE tables stay
+            mm.kept_ptables = mm.kept_ptables | tables
     elif advice == "populate-read":
         for vpn in range(start, end):
             if not isinstance(mm.ptes.get(vpn), Pte):
@@ -70,9 +81,11 @@ def madvise(k: Kernel, mm: MM, start: int, end: int, advice: str) -> None:
     elif advice == "pageout":
         madvise_pageout(k, mm, start, end)
     elif advice == "mergeable":
-        update_vma_flags(k, mm, start, end, *_VMA_FLAG[advice])
-        if mm.name not in k.ksm_mms:
-            k.ksm_mms.append(mm.name)  # __ksm_enter()
+        # ksm_madvise(): a hugetlb VMA is left alone, and the mm is not registered for it
+        if any(not mm.vma_or_fault(v).flags & VM_HUGETLB for v in range(start, end)):
+            update_vma_flags(k, mm, start, end, *_VMA_FLAG[advice])
+            if mm.name not in k.ksm_mms:
+                k.ksm_mms.append(mm.name)  # __ksm_enter()
     elif advice == "collapse":
         from anonex.kernel.thp import madvise_collapse
 
@@ -98,6 +111,7 @@ def madvise_pageout(k: Kernel, mm: MM, start: int, end: int) -> None:
     for vpn in range(start, end):
         if mm.vma_or_fault(vpn).flags & VM_HUGETLB:
             raise Segfault("EINVAL: MADV_PAGEOUT on a hugetlb VMA")
+    lru_add_drain(k)
 
     for folio in _pageout_walk(mm, start, end)[1]:
         split_folio(k, folio)

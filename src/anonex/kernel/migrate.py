@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from anonex.kernel import flags as pf
 from anonex.kernel.folio import Folio
+from anonex.kernel.lru import lru_add_drain, lru_cache_add
 from anonex.kernel.pgtable import MigrationKind, MigrationPte, Pte
 from anonex.kernel.rmap import (
     RMAP_EXCLUSIVE,
@@ -70,6 +71,7 @@ def migrate_folio(k: Kernel, folio: Folio) -> bool:
     """``migrate_pages()`` for one small anon folio: unmap, move, remap. False if it stays."""
     if folio.large or folio.zero or not folio.anon or folio.ksm:
         return False
+    lru_add_drain(k)  # migrate_prep(): lru_add_drain_all()
     done: list[tuple[MM, int]] = []
     ok = True
     for mm, vpn, pte in folio_mappings(k, folio):
@@ -93,6 +95,7 @@ def migrate_folio(k: Kernel, folio: Folio) -> bool:
         assert isinstance(entry, MigrationPte)
         remove_migration_pte(k, mm, vpn, entry, target)
     if target is not folio:
+        lru_cache_add(k, target)  # putback_lru_page()
         k.folio_put(folio, 1)
         return True
     return False

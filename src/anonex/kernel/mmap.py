@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 
+from anonex.kernel.lru import lru_add_drain
 from anonex.kernel.pgtable import Entry, Pte, SwapPte
 from anonex.kernel.rmap import folio_remove_rmap_pte
 from anonex.kernel.state import (
@@ -122,13 +123,16 @@ def zap_range(k: Kernel, mm: MM, start: int, end: int) -> None:
 
 def munmap(k: Kernel, mm: MM, start: int, end: int) -> None:
     """``munmap()``: zap the pages and remove the VMAs of the range."""
+    lru_add_drain(k)  # unmap_region()
     zap_range(k, mm, start, end)
+    free_pgtables(mm, start, end)
     gone = split_range(mm, start, end)
     mm.vmas = [v for v in mm.vmas if v not in gone]
 
 
 def mremap(k: Kernel, mm: MM, start: int, end: int, new_start: int) -> None:
     """``mremap(MREMAP_MAYMOVE|MREMAP_FIXED)``: move PTEs unchanged to a new address."""
+    lru_add_drain(k)  # the old range's do_munmap() -> unmap_region()
     split_huge_pmds_at_edges(k, mm, start, end)
     moved = split_range(mm, start, end)
     mm.vmas = [v for v in mm.vmas if v not in moved]
@@ -153,13 +157,22 @@ def mremap(k: Kernel, mm: MM, start: int, end: int, new_start: int) -> None:
             mm.pmds[base + delta] = mm.pmds.pop(base)
 
 
+def free_pgtables(mm: MM, start: int, end: int) -> None:
+    """``free_pgtables()``: the page tables of 2 MiB ranges the unmap covers go."""
+    if mm.kept_ptables:
+        mm.kept_ptables = frozenset(b for b in mm.kept_ptables
+                                    if not (start <= b and b + HPAGE_PMD_NR <= end))
+
+
 def exit_mmap(k: Kernel, mm: MM) -> None:
     """``exit_mmap()``: the process exits and every mapping goes."""
+    lru_add_drain(k)
     for base in sorted(mm.pmds):
         zap_huge_pmd(k, mm, base)
     for vpn in sorted(mm.ptes):
         zap_entry(k, mm.ptes.pop(vpn), mm.name)
     mm.vmas.clear()
+    mm.kept_ptables = frozenset()
 
 
 def zap_huge_pmd(k: Kernel, mm: MM, base: int) -> None:

@@ -20,7 +20,8 @@ from __future__ import annotations
 from anonex.kernel import flags as pf
 from anonex.kernel.errors import KernelBug
 from anonex.kernel.folio import Folio, Page, folio_maybe_dma_pinned
-from anonex.kernel.state import HPAGE_PMD_ORDER, MM, Kernel
+from anonex.kernel.pgtable import Pte, SwapPte
+from anonex.kernel.state import HPAGE_PMD_NR, HPAGE_PMD_ORDER, MM, Kernel
 
 RMAP_NONE = 0
 RMAP_EXCLUSIVE = 1
@@ -194,3 +195,23 @@ def folio_move_anon_rmap(folio: Folio) -> None:
     callers set it. The model has one anon_vma per VMA, so nothing else changes.
     """
     del folio
+
+
+def maps_page_at(k: Kernel, mm_name: str, vpn: int, page: Page) -> bool:
+    """Whether process *mm_name* maps *page* at *vpn*: by a present PTE or PMD, or by a swap
+    entry whose slot the page still backs in the swap cache (the next fault maps that same
+    page again: reclaim kept a pinned page there before 5.10.9/5.11)."""
+    mm = k.mms.get(mm_name)
+    if mm is None:
+        return False
+    pmd = mm.pmd_at(vpn) if mm.pmds else None
+    if pmd is not None:
+        return pmd.folio.pages[vpn % HPAGE_PMD_NR] is page
+    e = mm.ptes.get(vpn)
+    if type(e) is Pte:
+        return e.page is page
+    if type(e) is SwapPte:
+        s = k.swap.get(e.slot)
+        c = None if s is None else s.cache
+        return c is page.folio and c.swap is not None and c.pages[e.slot - c.swap] is page
+    return False

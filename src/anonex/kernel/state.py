@@ -81,17 +81,21 @@ class MM:
     ptes: dict[int, Entry]
     has_pinned: bool  # MMF_HAS_PINNED (mm->has_pinned in 5.9–5.13)
     pmds: dict[int, Pmd]  # huge_base(vpn) -> PMD mapping
+    # 2 MiB ranges whose PTE table MADV_DONTNEED emptied and left (before 6.14's PT reclaim)
+    kept_ptables: frozenset[int]
 
     # written out (the dataclass keeps it) rather than default factories, which mypyc
     # would run as interpreted code on every copy the explorer makes
     def __init__(self, name: str, vmas: list[VMA] | None = None,
                  ptes: dict[int, Entry] | None = None, has_pinned: bool = False,
-                 pmds: dict[int, Pmd] | None = None) -> None:
+                 pmds: dict[int, Pmd] | None = None,
+                 kept_ptables: frozenset[int] = frozenset()) -> None:
         self.name = name
         self.vmas = [] if vmas is None else vmas
         self.ptes = {} if ptes is None else ptes
         self.has_pinned = has_pinned
         self.pmds = {} if pmds is None else pmds
+        self.kept_ptables = kept_ptables
 
     def pmd_at(self, vpn: int) -> Pmd | None:
         """The PMD mapping *vpn*, if a huge mapping covers it."""
@@ -151,6 +155,10 @@ class SwapSlot:
 
 # An ordinary Python class even when mypyc compiles this module: the explorer copies it
 # attribute by attribute (anonex.explore.clone), without running __init__.
+SWAPFILE_CLUSTER = 512  # slots per swap cluster (mm/swapfile.c, x86-64 with THP)
+KSM_MAX_PAGE_SHARING = 256  # mappings of one KSM page (mm/ksm.c default)
+
+
 @mypyc_attr(native_class=False)
 class Kernel:
     """The model's root object."""
@@ -171,12 +179,19 @@ class Kernel:
         self.pipes: dict[str, Pipe] = {}
         self.pins: dict[str, Pin] = {}
         self.swap: dict[int, SwapSlot] = {}
-        self.next_slot = 1
+        # swap_alloc_nonfull_first (6.18): cluster 0 after the header slot; before, the
+        # first free cluster (SWAPFILE_CLUSTER slots each)
+        self.next_slot = 1 if self.rules.swap_alloc_nonfull_first else SWAPFILE_CLUSTER
         self.regions: dict[str, int] = {}  # region name -> base vpn
         self.freed: list[Folio] = []  # folios freed since the last invariant check
         self.nr_faults = 0  # handle_mm_fault() calls, for fault counts of GUP users
         self.ksm_mms: list[str] = []  # mms registered with KSM, in ksm_enter order
         self.ksm_use_zero_pages = False  # /sys/kernel/mm/ksm/use_zero_pages
+        self.ksm_max_page_sharing = KSM_MAX_PAGE_SHARING  # /sys/kernel/mm/ksm/...
+        # the per-CPU LRU add batch, where do_wp_page counts its reference (see lru.py)
+        self.lru_batch_refs = self.rules.reuse_by_page_count and \
+            not self.rules.lru_add_drain_in_wp
+        self.lru_pending: list[Folio] = []
         # mTHP orders enabled in madvise mode (hugepages-64kB/enabled = madvise); mTHP
         # exists from 6.8
         self.mthp_orders: frozenset[int] = frozenset({4}) if self.rules.mthp else frozenset()
@@ -219,5 +234,7 @@ class Kernel:
             return
         folio.refcount -= n
         if folio.refcount == 0:
+            if self.lru_pending and folio in self.lru_pending:
+                self.lru_pending.remove(folio)  # the model drops the batch's reference too
             free_pages_prepare(folio, keep_exclusive="free-keeps-flag" in self.injected)
             self.freed.append(folio)

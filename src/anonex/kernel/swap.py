@@ -7,12 +7,16 @@ Exclusivity survives swap in the swap PTE's exclusive bit: unmapping samples
 PG_anon_exclusive, clears it with ``folio_try_share_anon_rmap_pte`` (which fails, and aborts
 the unmap, while the folio may be pinned) and sets the bit in the entry. Swap-in maps the
 page exclusive when the entry says so, or when the folio is fresh (the zram bypass of the
-swap cache, kept until 6.18), or when no one else holds a reference. fork clears the bit in
-the parent's entry and gives the child a non-exclusive one.
+swap cache, until 7.0), or when no one else holds a reference. From 7.0 every swap-in goes
+through the swap cache, which a synchronous device (zram) drops once the page is mapped.
+fork clears the bit in the parent's entry and gives the child a non-exclusive one.
 
 A large folio is swapped out whole (THP_SWAP): one slot per page, consecutive, the PMD split
 first (``TTU_SPLIT_HUGE_PMD``, so every subpage inherits the head's exclusivity). Swap-in
-brings pages back one by one as small folios (anonex does not model mTHP swap-in).
+brings pages back as small folios, or from 6.12 as one mTHP when the VMA allows that order and
+the entries are consecutive and aligned (``alloc_swap_folio``). Slots: from 6.18 the
+allocator fills cluster 0 first (slot 1 on); before, a fresh device's first allocation takes
+the first free cluster (slot 512), which keeps a split THP's slots aligned with its pages.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 from anonex.kernel import flags as pf
 from anonex.kernel.errors import KernelBug
 from anonex.kernel.folio import Folio, folio_maybe_dma_pinned
+from anonex.kernel.lru import lru_add_drain, lru_cache_add
 from anonex.kernel.pgtable import Pte, SwapPte
 from anonex.kernel.rmap import (
     RMAP_EXCLUSIVE,
@@ -126,12 +131,13 @@ def try_to_unmap_one(k: Kernel, mm: MM, vpn: int, pte: Pte) -> bool:
 def shrink_folio(k: Kernel, folio: Folio) -> bool:
     """Reclaim of one anon folio (``shrink_folio_list`` for MADV_PAGEOUT): add to swap,
     unmap every mapping (splitting PMDs first), write out, free. Pinned folios are not put
-    in the swap cache (5.11+); the unmap fails for them anyway from 5.19. A large folio
+    in the swap cache (5.11, 5.10.9); the unmap fails for them anyway from 5.19. Before, a
+    pinned folio is unmapped and stays in the swap cache (the pin holds it). A large folio
     that ``can_split_folio()`` refuses (a pipe or another reference besides its mappings)
     is kept mapped; a small one is unmapped and stays in the swap cache."""
     from anonex.kernel.thp import can_split_folio, split_huge_pmd
 
-    if folio_maybe_dma_pinned(folio) or folio.hugetlb:
+    if folio.hugetlb or (folio_maybe_dma_pinned(folio) and k.rules.pinned_not_swapcached):
         return False
     if folio.large and folio.swap is None and not can_split_folio(folio):
         return False  # a large folio nothing could split is kept (activate_locked)
@@ -163,8 +169,10 @@ def copy_swap_pte(k: Kernel, src: MM, dst: MM, vpn: int, entry: SwapPte) -> None
     dst.ptes[vpn] = SwapPte(entry.slot, exclusive=False)
 
 
-def do_swap_page(k: Kernel, mm: MM, vma: VMA, vpn: int, entry: SwapPte, flags: int) -> str:
-    """``do_swap_page()`` (mm/memory.c, 6.12–6.18 structure)."""
+def do_swap_page(k: Kernel, mm: MM, vma: VMA, vpn: int, entry: SwapPte, flags: int,
+                 whole: bool = True) -> str:
+    """``do_swap_page()`` (mm/memory.c, 6.12–6.18 structure). *whole*: a large folio found
+    in the swap cache may be mapped whole (6.10+); False for its other pages."""
     from anonex.kernel.fault import FAULT_FLAG_WRITE, do_wp_page
 
     r = k.rules
@@ -173,18 +181,26 @@ def do_swap_page(k: Kernel, mm: MM, vma: VMA, vpn: int, entry: SwapPte, flags: i
     fresh = False
     if folio is not None:
         swap_cache_hit(vma, vpn, folio)
-    if folio is None and r.swapin_sync_bypass and s.count == 1 and r.mthp_swapin:
-        done = _swapin_large_folio(k, mm, vma, vpn, entry)
-        if done:
-            return "swapin"
+        if whole and folio.large and r.swapcache_map_large:
+            _map_rest_of_cached_folio(k, mm, vma, vpn, entry, folio)
+    bypass = r.swapin_sync_bypass and s.count == 1
+    if folio is None and r.mthp_swapin and (bypass or r.swapin_through_cache) and \
+            _swapin_large_folio(k, mm, vma, vpn, entry):
+        pte = mm.ptes[vpn]
+        assert isinstance(pte, Pte)
+        if flags & FAULT_FLAG_WRITE and not pte.write:
+            do_wp_page(k, mm, vma, vpn, pte, flags)  # a shared entry maps read-only
+        return "swapin"
     if folio is None:
         folio = k.alloc_folio(0)
         folio.pages[0].data = s.data[0]
-        if r.swapin_sync_bypass and s.count == 1:
+        lru_cache_add(k, folio)
+        if bypass:
             fresh = True  # SWP_SYNCHRONOUS_IO: skip the swap cache
         else:
             _add_to_swap_cache_at(k, folio, entry.slot)
-            swap_vma_readahead(k, mm, vma, vpn)
+            if not r.swapin_through_cache:  # 7.0+: swapin_sync(), no readahead on zram
+                swap_vma_readahead(k, mm, vma, vpn)
     else:
         k.folio_get(folio)  # the reference the new mapping will own
     page = folio.pages[0] if folio.swap is None else folio.pages[entry.slot - folio.swap]
@@ -235,9 +251,36 @@ def do_swap_page(k: Kernel, mm: MM, vma: VMA, vpn: int, entry: SwapPte, flags: i
     if r.anon_exclusive and pte.write and not pf.PageAnonExclusive(page):
         raise KernelBug("VM_BUG_ON(pte_write(pte) && !PageAnonExclusive(page)) in "
                         "do_swap_page", page.name)
+    if r.swapin_through_cache and folio.swap is not None:
+        folio_free_swap(k, folio)  # 7.0 should_try_to_free_swap(): always on zram
     if write:
         do_wp_page(k, mm, vma, vpn, pte, flags)
     return "swapin"
+
+
+def _map_rest_of_cached_folio(k: Kernel, mm: MM, vma: VMA, vpn: int, entry: SwapPte,
+                              folio: Folio) -> None:
+    """6.10+: a fault that finds a large folio in the swap cache maps all of it when the
+    PTEs around the fault are its swap entries, in order, with the same exclusive bit, in
+    the VMA and the faulting 2 MiB range (``swap_pte_batch()``); here its other pages are
+    mapped one by one like the faulting one (the result is the same for a large folio,
+    which the swap cache's references keep from ``folio_ref_count() == 1``)."""
+    assert folio.swap is not None
+    start = vpn - (entry.slot - folio.swap)
+    base = vpn & ~511
+    if start < max(vma.start, base) or start + folio.nr > min(vma.end, base + 512):
+        return
+    for i in range(folio.nr):
+        e = mm.ptes.get(start + i)
+        if not isinstance(e, SwapPte) or e.slot != folio.swap + i or \
+                e.exclusive != entry.exclusive:
+            return
+    ra = vma.ra
+    for i in range(folio.nr):
+        e = mm.ptes[start + i]
+        if start + i != vpn and isinstance(e, SwapPte):
+            do_swap_page(k, mm, vma, start + i, e, 0, whole=False)
+    vma.ra = ra
 
 
 def _swapin_large_folio(k: Kernel, mm: MM, vma: VMA, vpn: int, entry: SwapPte) -> bool:
@@ -245,7 +288,12 @@ def _swapin_large_folio(k: Kernel, mm: MM, vma: VMA, vpn: int, entry: SwapPte) -
     order, the faulting entry's slot sits in its range as the page in its block (the slots
     of a large folio are allocated aligned), and the aligned range around the fault holds
     swap entries of consecutive, unshared, uncached slots with the same exclusive bit, swap
-    the whole range in as one fresh large folio, every page exclusive."""
+    the whole range in as one fresh large folio, every page exclusive.
+
+    From 7.0 (``thp_swapin_suitable_orders()`` + ``swapin_sync()``) the slots may be shared:
+    the folio goes through the swap cache, is exclusive only if the entries say so, and
+    leaves the cache once mapped if no entry still references it."""
+    through_cache = k.rules.swapin_through_cache
     start_probe = vpn
     order = 0
     for o in sorted(k.mthp_orders, reverse=True):
@@ -266,7 +314,7 @@ def _swapin_large_folio(k: Kernel, mm: MM, vma: VMA, vpn: int, entry: SwapPte) -
             assert isinstance(e, SwapPte)
             sl = k.swap.get(e.slot)
             if e.slot != first.slot + i or e.exclusive != first.exclusive or sl is None or \
-                    sl.count != 1 or sl.cache is not None:
+                    (sl.count != 1 and not through_cache) or sl.cache is not None:
                 ok = False
                 break
         if ok:
@@ -279,19 +327,28 @@ def _swapin_large_folio(k: Kernel, mm: MM, vma: VMA, vpn: int, entry: SwapPte) -
     folio = k.alloc_folio(order)
     k.folio_get(folio, n - 1)
     slots = []
+    first = mm.ptes[start_probe]
+    assert isinstance(first, SwapPte)
     for i in range(n):
         e = mm.ptes[start_probe + i]
         assert isinstance(e, SwapPte)
         folio.pages[i].data = k.swap[e.slot].data[0]
         slots.append(e.slot)
-    folio_add_new_anon_rmap(k, folio, RMAP_EXCLUSIVE, mm.name)
-    w = bool(vma.flags & VM_WRITE) and k.rules.writable_swapin_on_read
+    exclusive = True
+    if through_cache:
+        _add_to_swap_cache_at(k, folio, first.slot)
+        exclusive = first.exclusive
+    folio_add_new_anon_rmap(k, folio, RMAP_EXCLUSIVE if exclusive else RMAP_NONE, mm.name)
+    w = exclusive and bool(vma.flags & VM_WRITE) and k.rules.writable_swapin_on_read
     for i, page in enumerate(folio.pages):
         mm.ptes[start_probe + i] = Pte(page, write=w, dirty=w)
     for slot in slots:
         k.swap[slot].count -= 1
         _maybe_release_slot(k, slot)
+    if through_cache:
+        folio_free_swap(k, folio)
     return True
+
 
 
 SWAP_RA_MAX = 8  # 1 << page_cluster (3)
@@ -335,6 +392,7 @@ def swap_vma_readahead(k: Kernel, mm: MM, vma: VMA, vpn: int) -> None:
     vma.ra = (vpn, win, 0)
     if win == 1:
         return
+    lru_add_drain(k)  # after reading the window, the faulting page included
     if vpn == prev + 1:
         lo, hi = vpn, vpn + win
     elif prev == vpn + 1:
@@ -359,8 +417,10 @@ def swap_vma_readahead(k: Kernel, mm: MM, vma: VMA, vpn: int) -> None:
 
 
 def _add_to_swap_cache_at(k: Kernel, folio: Folio, slot: int) -> None:
-    """``swapin_readahead()``: a new small folio read into the swap cache for *slot*."""
-    k.swap[slot].cache = folio
+    """``swapin_readahead()`` / ``swap_cache_alloc_folio()``: a new folio read into the swap
+    cache from slots *slot*..+nr."""
+    for i in range(folio.nr):
+        k.swap[slot + i].cache = folio
     folio.swap = slot
     pf.set_page_flag(folio.pages[0], "swapcache")
-    k.folio_get(folio)
+    k.folio_get(folio, folio.nr)

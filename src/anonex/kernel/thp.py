@@ -19,6 +19,7 @@ from __future__ import annotations
 from anonex.kernel import flags as pf
 from anonex.kernel.errors import KernelBug
 from anonex.kernel.folio import Folio
+from anonex.kernel.lru import lru_add_drain, lru_cache_add
 from anonex.kernel.pgtable import Pmd, Pte
 from anonex.kernel.rmap import (
     EBUSY,
@@ -73,6 +74,7 @@ def do_huge_pmd_anonymous_page(k: Kernel, mm: MM, vma: VMA, base: int) -> str:
     vma.anon_vma = True
     folio = k.alloc_folio(HPAGE_PMD_ORDER)
     folio_add_new_anon_rmap(k, folio, RMAP_EXCLUSIVE, mm.name, pmd=True)
+    lru_cache_add(k, folio)  # a large folio: the batch is flushed
     w = bool(vma.flags & VM_WRITE)
     mm.pmds[base] = Pmd(folio, write=w, dirty=w)
     return "new"
@@ -199,13 +201,15 @@ def madvise_collapse(k: Kernel, mm: MM, start: int, end: int) -> None:
     Every PTE must map an anon page that only the mapping references (extra references, such
     as pins, make ``__collapse_huge_page_isolate`` fail); pages shared with other processes
     are allowed (MADV_COLLAPSE does not apply khugepaged's ``max_ptes_shared``) and stay
-    with them. Fails with EINVAL before 6.1, where the advice does not exist.
+    with them. Fails with EINVAL before 6.1, where the advice does not exist, and before
+    6.18 when no PTE of the range is writable (SCAN_PAGE_RO).
     """
     from anonex.kernel.errors import Segfault
     from anonex.kernel.rmap import folio_remove_rmap_pte
 
     if not k.rules.madv_collapse:
         raise Segfault("EINVAL: MADV_COLLAPSE does not exist before 6.1")
+    lru_add_drain(k)  # lru_add_drain_all()
     base = (start + HPAGE_PMD_NR - 1) & ~(HPAGE_PMD_NR - 1)
     while base + HPAGE_PMD_NR <= end:
         if base in mm.pmds:
@@ -230,6 +234,11 @@ def madvise_collapse(k: Kernel, mm: MM, start: int, end: int) -> None:
                     not f.large:
                 raise Segfault("EAGAIN: a page has extra references (pinned?)")
             old.append(e)
+        if not k.rules.collapse_readonly_ptes and not any(e is not None and e.write
+                                                          for e in old):
+            # hpage_collapse_scan_pmd(): SCAN_PAGE_RO, which madvise_collapse_errno() maps
+            # to EINVAL (gone in 6.18)
+            raise Segfault("EINVAL: no writable PTE in the range (SCAN_PAGE_RO)")
         new = k.alloc_folio(HPAGE_PMD_ORDER)
         for e, page in zip(old, new.pages, strict=True):
             page.data = e.page.data if e is not None else ""
@@ -242,6 +251,7 @@ def madvise_collapse(k: Kernel, mm: MM, start: int, end: int) -> None:
             k.folio_put(e.page.folio)
         w = bool(vma.flags & VM_WRITE)
         mm.pmds[base] = Pmd(new, write=w, dirty=True)
+        mm.kept_ptables = mm.kept_ptables - {base}  # collapse_huge_page() frees the table
         base += HPAGE_PMD_NR
 
 

@@ -3,7 +3,8 @@
 Models fs/proc/page.c for the flags the model keeps. Since 6.10 (the ``stable_page_flags``
 rewrite) every flag bit of a page of a large folio is read from the folio's head, so bit 34
 (KPF_OWNER_2, PG_anon_exclusive on anon pages) of a tail mirrors the head; before, each page
-exported its own bits. Bits the model does not track (LRU, UPTODATE, REFERENCED, ACTIVE …)
+exported its own bits. From 6.10 until its fix, KPF_KSM is set on every anon page.
+Bits the model does not track (LRU, UPTODATE, REFERENCED, ACTIVE …)
 stay clear, so compare model and live words only on the bits the model knows
 (:data:`MODELLED`).
 """
@@ -51,7 +52,8 @@ def stable_page_flags(page: Page, rules: Rules) -> int:
         word |= 1 << kpf.bit("MMAP")
     if folio.anon:
         word |= 1 << kpf.bit("ANON")
-        if folio.ksm:
+        # 6.10 until the fix (7.2, 6.18.44): KPF_KSM tested a bit every anon mapping has
+        if folio.ksm or rules.kpageflags_ksm_every_anon:
             word |= 1 << kpf.bit("KSM")
     # PG_swapcache is PG_owner_priv_1; it means swap cache only with PG_swapbacked
     if folio.swap is not None:
