@@ -122,6 +122,7 @@ class LiveBackend:
         self._system: safety.SystemState | None = None
         self._token: int | None = None
         self._saved_affinity: set[int] | None = None
+        self._lru_drain = True  # until move_pages fails (see _drain_lru)
         self._saved_subreaper: int | None = None
         self._swap: machine.Swap | None = None
         self._swap_fresh = False
@@ -454,11 +455,23 @@ class LiveBackend:
         handler = getattr(self, "_op_" + step.op, None)
         if handler is None:
             raise Unsupported(f"{step.op}: not an operation the live backend knows")
+        self._drain_lru()
         try:
             res: StepResult = handler(step)
         except _StepError as e:
             return StepResult(error=self._name_addresses(str(e)))
         return res
+
+    def _drain_lru(self) -> None:
+        """Every step starts with every CPU's LRU add batch drained, as in the model: a
+        fresh page's batch reference (which 5.9-5.17 count in do_wp_page) then depends on
+        what the step does, not on how many pages the actors and the driver happened to
+        fault since (anonex.kernel.lru)."""
+        if self._lru_drain and not libc.lru_add_drain_all():
+            self._lru_drain = False
+            self._notes.append("no move_pages (no NUMA): the LRU add batches are not drained "
+                               "between steps, so on 5.9-5.17 a write soon after a fault "
+                               "may copy where the model reuses")
 
     def _name_addresses(self, text: str) -> str:
         """Write ``0x10000001000`` in a message as ``A[1]`` when it lies in region A."""
@@ -603,8 +616,9 @@ class LiveBackend:
         elif advice == "collapse":
             self._need_thp()
         res = self._range_op(step, "madvise", advice=advice)  # EINVAL etc.: a step error
-        if advice == "mergeable" and step.proc:
-            self._ksm_procs.add(step.proc)
+        reg, _, _ = self._span(step.loc)
+        if advice == "mergeable" and step.proc and reg.kind != "hugetlb":
+            self._ksm_procs.add(step.proc)  # ksm_madvise() ignores hugetlb VMAs
         return res
 
     def _pageout(self, step: Step) -> StepResult:

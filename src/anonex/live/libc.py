@@ -188,6 +188,21 @@ def process_vm_writev(pid: int, local: int, remote: int, length: int) -> int:
                   "process_vm_writev")
 
 
+SYS_MOVE_PAGES = 279  # x86-64
+
+
+def lru_add_drain_all() -> bool:
+    """Drain every CPU's LRU add batch (the references fresh pages hold there):
+    ``move_pages(2)`` of no pages, with a node array, reaches ``do_pages_move()``, which
+    starts with ``lru_add_drain_all()`` (``migrate_prep()`` before 5.11) or
+    ``lru_cache_disable()``. False where move_pages does not exist (no NUMA)."""
+    node = ctypes.c_int(0)
+    res = syscall(ctypes.c_long(SYS_MOVE_PAGES), ctypes.c_long(0), ctypes.c_ulong(0),
+                  ctypes.c_void_p(None), ctypes.byref(node), ctypes.c_void_p(None),
+                  ctypes.c_int(0))
+    return int(res) == 0
+
+
 def ptrace(request: int, pid: int, addr: int, data: int) -> int:
     """``ptrace(2)``; -1 with the errno in ``ctypes.get_errno()`` on failure."""
     return int(_ptrace(request, pid, addr, data))

@@ -12,7 +12,7 @@ recorded, so a signal never leaves an unrecorded change behind.
   ``hot_remove`` or unloading the module).
 * **KSM** (:func:`ksm_tune`, :func:`ksm_scan`): set as the model assumes it
   (:data:`KSM_SETTINGS`: ``run=0`` between scans, ``use_zero_pages=0``, no
-  ``max_page_sharing`` limit that a scenario could reach, ``merge_across_nodes=1``,
+  ``max_page_sharing=256`` (the default, as in the model), ``merge_across_nodes=1``,
   ``smart_scan`` and the advisor off). For one ``ksm-scan`` step ksmd runs (``run=1``)
   until ``full_scans`` has advanced by two and is then stopped again, so that merging
   happens only where the scenario says, as in the model. During the run ``pages_to_scan``
@@ -73,7 +73,7 @@ SWAP_SIZE = "256M"
 KSM_PAGES_TO_SCAN = 10000
 KSM_SLEEP_MS = 1
 KSM_TIMEOUT = 20.0
-KSM_MAX_PAGE_SHARING = 65536  # more mappings than any scenario makes of one page
+KSM_MAX_PAGE_SHARING = 256  # the kernel's default, which the model has too
 KHUGEPAGED_SLEEP_MS = 3_600_000  # an hour: no background collapse during a run
 KHUGEPAGED_WAIT = 5.0  # seconds to wait for the scan pass that the setting triggers
 
@@ -271,8 +271,8 @@ def swap_header(size: int, page: int = libc.PAGE_SIZE) -> bytes:
 
 
 #: KSM as the model has it: no merging but in ksm-scan steps (ksmd stopped between them),
-#: all-zero pages merged like others, one KSM page however many map it (the kernel chains
-#: a new one after max_page_sharing mappings, 256 by default), one NUMA tree
+#: all-zero pages merged like others, at most max_page_sharing (the default 256) mappings
+#: of one KSM page (more make a second one), one NUMA tree
 KSM_SETTINGS = {
     "run": "0",
     "use_zero_pages": "0",
