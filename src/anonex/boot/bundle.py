@@ -19,12 +19,15 @@ there too), and the files under the interpreter's prefixes mapped into this proc
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import os
 import sys
 import sysconfig
 import tarfile
+import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -172,14 +175,25 @@ def build(cache: Path) -> Bundle:
     cache.mkdir(parents=True, exist_ok=True)
     tar = cache / f"python-{h.hexdigest()[:16]}.tar"
     if not tar.exists():
+        # another anonex run may still boot guests from an older bundle: only those
+        # unused for STALE_AFTER go (a bundle is touched whenever a run takes it)
+        now = time.time()
         for old in cache.glob("python-*.tar"):
-            old.unlink(missing_ok=True)
-        tmp = tar.with_suffix(".tmp")
+            with contextlib.suppress(OSError):
+                if now - old.stat().st_mtime > STALE_AFTER:
+                    old.unlink()
+        fd, tmp = tempfile.mkstemp(dir=cache, prefix=tar.name, suffix=".tmp")
+        os.close(fd)
         with tarfile.open(tmp, "w", format=tarfile.GNU_FORMAT) as t:
             for p in files:
                 t.add(p, recursive=False)
-        tmp.rename(tar)
+        os.replace(tmp, tar)
+    else:
+        os.utime(tar)
     return Bundle(tar, len(files), size)
+
+
+STALE_AFTER = 6 * 3600.0  # seconds a bundle is kept unused
 
 
 def cache_dir() -> Path:
