@@ -6,7 +6,10 @@ test also looks at what only the model can see (refcount, PTE bits) in the trace
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,6 +27,8 @@ from anonex.scenario.runner import Trace, run
 from anonex.versions import KernelVersion
 
 from .conftest import model_run
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def model_state(text: str, version: str = "6.18") -> ModelBackend:
@@ -559,6 +564,34 @@ expect P0 A[0] present
 """
     assert model_run(text, "5.10.9").verdict == "pass"
     assert model_run(text, "5.10.8").verdict == "fail"
+
+
+def test_rule_overrides() -> None:
+    """A rule can be set against its version (a kernel's own answer, or one rule flipped),
+    and the model runs with it."""
+    v = KernelVersion.parse("6.12")
+    r = Rules(v, {"collapse_readonly_ptes": True})
+    assert r.collapse_readonly_ptes and not Rules(v).collapse_readonly_ptes
+    assert r.mthp_swapin and "collapse_readonly_ptes=True" in repr(r)
+    with pytest.raises(ValueError, match="no kernel rule"):
+        Rules(v, {"no_such_rule": True})
+    scen = parse((ROOT / "src/anonex/library/memory/collapse-shared-needs-writable-pte.cow")
+                 .read_text(), "t.cow")
+    assert run(scen, ModelBackend(v)).verdict == "xfail"
+    assert run(scen, ModelBackend(v, rules=r)).verdict == "xpass"
+
+
+def test_boundary_evidence_finds_what_decides_a_rule() -> None:
+    """tools/boundary_evidence.py: the scenarios whose run a rule changes on a kernel."""
+    spec = importlib.util.spec_from_file_location(
+        "boundary_evidence", ROOT / "tools" / "boundary_evidence.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # its dataclasses look their module up
+    spec.loader.exec_module(mod)
+    names = mod.discriminating("collapse_readonly_ptes", "6.12.117")
+    assert "collapse-shared-needs-writable-pte" in names
+    assert "basic-cow-after-fork" not in names
 
 
 def test_ksm_merge_write_and_unmerge() -> None:

@@ -53,6 +53,7 @@ from anonex.kernel.state import (
     Pipe,
     huge_base,
 )
+from anonex.kernel.versions import Rules
 from anonex.observation import PageObs, StepResult, Unsupported
 from anonex.procfs.stable import stable_page_flags
 from anonex.scenario import ast
@@ -81,16 +82,17 @@ class ModelBackend:
 
     def __init__(self, version: KernelVersion = CURRENT, detail: bool = False,
                  layout: str | None = None, state: tuple[Kernel, Oracle] | None = None,
-                 name: str = "") -> None:
+                 name: str = "", rules: Rules | None = None) -> None:
         """*state*: start from this kernel and oracle (a copy the explorer made) instead
-        of a fresh kernel."""
+        of a fresh kernel. *rules*: the rules to run with, when not the version's own."""
+        self.rules = rules
         self.layout = layout  # --layout: overrides the scenario's `layout`
         self.detail = detail  # raw flag words and kpageflags in observations (for --trace)
         self.run_detail = detail
         self.version = version
         self.name = name or f"model@{version}"
         if state is None:
-            self.k = Kernel(version)
+            self.k = Kernel(version, rules=rules)
             self.oracle = Oracle()
         else:
             self.k, self.oracle = state
@@ -99,7 +101,7 @@ class ModelBackend:
     # -- protocol -------------------------------------------------------------------------
 
     def start(self, scenario: ast.Scenario) -> None:
-        self.k = Kernel(self.version, self.layout or scenario.layout)
+        self.k = Kernel(self.version, self.layout or scenario.layout, self.rules)
         self.run_detail = self.detail or _needs_detail(scenario)
         self.k.mms["P0"] = MM("P0")
         self.oracle = Oracle()

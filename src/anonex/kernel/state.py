@@ -163,9 +163,10 @@ KSM_MAX_PAGE_SHARING = 256  # mappings of one KSM page (mm/ksm.c default)
 class Kernel:
     """The model's root object."""
 
-    def __init__(self, version: KernelVersion = CURRENT, layout: str | None = None) -> None:
+    def __init__(self, version: KernelVersion = CURRENT, layout: str | None = None,
+                 rules: Rules | None = None) -> None:
         self.version = version
-        self.rules = Rules(version)
+        self.rules = Rules(version) if rules is None else rules
         # a scenario's `layout` applies to kernels that have the flag at all (5.19+)
         self.layout = LAYOUTS[layout] if layout and self.rules.anon_exclusive else layout_for(
             self.rules.anon_exclusive, self.rules.owner_2_rename)

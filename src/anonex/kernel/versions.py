@@ -11,6 +11,7 @@ Versions marked "inferred" there are kept, and say so in ``note``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from anonex.versions import KernelVersion
@@ -207,9 +208,18 @@ class Rules:
     """The rules in force on one kernel version, as attributes named like the boundaries
     (plain instance attributes: the model asks for them on every step)."""
 
-    def __init__(self, version: KernelVersion) -> None:
+    def __init__(self, version: KernelVersion,
+                 overrides: Mapping[str, bool] | None = None) -> None:
+        """*overrides*: rules that hold or not whatever the version says (a kernel's own
+        answers, or one rule flipped to see what it decides)."""
         self.version = version
-        self._on = frozenset(b.name for b in BOUNDARIES if b.holds(version))
+        on = {b.name for b in BOUNDARIES if b.holds(version)}
+        for name, value in (overrides or {}).items():
+            if name not in _BY_NAME:
+                raise ValueError(f"no kernel rule named {name!r}")
+            (on.add if value else on.discard)(name)
+        self._on = frozenset(on)
+        self.overrides = dict(overrides or {})
         for name in _BY_NAME:
             setattr(self, name, name in self._on)
 
@@ -218,7 +228,8 @@ class Rules:
         raise AttributeError(f"no kernel rule named {name!r}")
 
     def __repr__(self) -> str:
-        return f"Rules({self.version})"
+        extra = "".join(f", {n}={v}" for n, v in sorted(self.overrides.items()))
+        return f"Rules({self.version}{extra})"
 
 
 def boundary_versions() -> list[KernelVersion]:
