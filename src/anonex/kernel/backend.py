@@ -97,6 +97,9 @@ class ModelBackend:
         else:
             self.k, self.oracle = state
         self.region_pages: dict[str, int] = {}
+        # pin handle name -> processes that hold a handle by that name (as the live
+        # actors do: a forked child inherits its parent's io_uring rings by name)
+        self.pin_names: dict[str, set[str]] = {}
 
     # -- protocol -------------------------------------------------------------------------
 
@@ -106,6 +109,7 @@ class ModelBackend:
         self.k.mms["P0"] = MM("P0")
         self.oracle = Oracle()
         self.region_pages = {}
+        self.pin_names = {}
 
     def finish(self) -> None:
         pass
@@ -303,6 +307,9 @@ class ModelBackend:
                     [p.holders for p in k.pins.values()]:
                 if parent.name in holders:
                     holders.add(child.name)
+            for procs in self.pin_names.values():
+                if parent.name in procs:
+                    procs.add(child.name)
             return StepResult()
         if op == "exit":
             mm = self._mm(st.proc)
@@ -313,6 +320,8 @@ class ModelBackend:
                 self._drop_holder(name, mm.name, pipe=True)
             for name in list(k.pins):
                 self._drop_holder(name, mm.name, pipe=False)
+            for procs in self.pin_names.values():
+                procs.discard(mm.name)
             return StepResult()
         if op == "munmap":
             mm = self._mm(st.proc)
@@ -366,6 +375,11 @@ class ModelBackend:
             mm = self._mm(st.proc)
             vpns = self._vpns(st.loc)
             assert st.name is not None
+            if mm.name in self.pin_names.get(st.name, ()):
+                return StepResult(error=f"pin {st.name!r} is already held")
+            if st.name in k.pins:
+                raise Unsupported(f"pin {st.name!r}: another process holds a pin of that "
+                                  "name (the model keeps one pin per name)")
             opts = st.pinopts or frozenset({"rw", "longterm"})
             flags = FOLL_PIN
             if "ro" not in opts:
@@ -379,10 +393,14 @@ class ModelBackend:
                                                                           strict=True)],
                                   {mm.name}, flags)
             self.oracle.pin(st.name, mm.name, vpns)
+            self.pin_names.setdefault(st.name, set()).add(mm.name)
             return StepResult()
         if op == "unpin":
-            assert st.name is not None
-            self._release_pin(st.name)
+            assert st.name is not None and st.proc is not None
+            self.pin_names.get(st.name, set()).discard(st.proc)
+            if st.name not in k.pins:  # a handle whose buffers another holder unregistered
+                return StepResult(error=f"unpin {st.name!r}: nothing is registered")
+            self._release_pin(st.name)  # IORING_UNREGISTER_BUFFERS: for every holder
             return StepResult()
         if op == "dma_write":
             assert st.name is not None
