@@ -677,3 +677,14 @@ def test_real_fetch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert k.upstream is not None and k.upstream.startswith("5.10.")
     assert k.moddir is not None and (k.moddir / "modules.dep").exists()
     assert len(list(k.moddir.rglob("*.ko*"))) > 1000
+
+
+def test_an_early_boot_crash_is_told_from_a_steady_failure() -> None:
+    """A guest that crashed while booting gets one more boot; one whose script failed
+    the same way every time (a missing bundle, no modules) does not."""
+    from anonex.boot.backend import _early_crash
+
+    assert _early_crash("the guest stopped before it finished to boot\n[ 2.76] Oops: int3: "
+                        "0000 [#1] PREEMPT SMP NOPTI\n[ 2.78] Kernel panic - not syncing")
+    assert not _early_crash("the guest stopped before it finished to boot\ntar: "
+                            "python.tar: Cannot open: No such file or directory")

@@ -224,6 +224,12 @@ class GuestSession:
         return self.guest.accel if self.guest is not None else "?"
 
 
+def _early_crash(message: str) -> bool:
+    """Whether a guest that never started anonex crashed while booting (an Oops or a
+    panic on its console), rather than failing the same way on every boot."""
+    return "Kernel panic" in message or "Oops:" in message
+
+
 def _panic(tail: str) -> str:
     return f"; the console ended with:\n{tail}" if tail else ""
 
@@ -236,8 +242,10 @@ class BootedKernel:
                  name: str | None = None) -> None:
         self.image = image
         self.name = name or image.label
+        self.scenarios = scenarios
         self.session = GuestSession(image, scenarios)
         self._replay: Replay | None = None
+        self.retried = ""  # why the first boot was given up, if it was
 
     def launch(self) -> None:
         """Boot now and let the guest run ahead (see :meth:`GuestSession.launch`)."""
@@ -249,7 +257,16 @@ class BootedKernel:
     def _booted(self) -> Replay:
         if self._replay is None:
             try:
-                self.session.start()
+                try:
+                    self.session.start()
+                except GuestFailed as e:
+                    if self.session.hello is not None or not _early_crash(str(e)):
+                        raise
+                    # a crash while booting, before anonex ran (seen under TCG: an int3
+                    # Oops in 6.12's text patching): one more boot
+                    self.retried = str(e).splitlines()[0]
+                    self.session = GuestSession(self.image, self.scenarios)
+                    self.session.start()
             except (GuestFailed, vm.BootError, OSError) as e:
                 raise LiveUnavailable(f"{self.name}: {e}") from None
             if self.session.failed:
