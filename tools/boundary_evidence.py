@@ -22,7 +22,7 @@ from pathlib import Path
 
 from anonex.diff import diff
 from anonex.kernel.backend import ModelBackend
-from anonex.kernel.versions import BOUNDARIES, Rules
+from anonex.kernel.versions import BOUNDARIES, Boundary, Rules
 from anonex.scenario.ast import Scenario
 from anonex.scenario.parser import parse_file
 from anonex.scenario.runner import run
@@ -30,13 +30,16 @@ from anonex.versions import KernelVersion
 
 # the kernels this project boots (reference/real-kernels.md) and the host's
 KERNELS = "5.10.223,6.1.187,6.12.117,6.18.44,7.2.13"
-LIBRARY = Path(__file__).resolve().parent.parent / "src" / "anonex" / "library"
+ROOT = Path(__file__).resolve().parent.parent
+# the library, and the reproducers of kernel bugs (findings/kernel-bugs)
+SOURCES = (ROOT / "src" / "anonex" / "library", ROOT / "findings" / "kernel-bugs")
 
 
 @dataclass
 class Side:
-    kernel: str | None
+    kernel: str | None  # the kernel the scenarios were found on (nearest first)
     scenarios: list[str] = field(default_factory=list)
+    kernels: list[str] = field(default_factory=list)  # every kernel on this side
 
 
 @dataclass
@@ -50,7 +53,7 @@ class Row:
 
 
 def _scenarios() -> list[Scenario]:
-    return [parse_file(p) for p in sorted(LIBRARY.rglob("*.cow"))]
+    return [parse_file(p) for src in SOURCES for p in sorted(src.rglob("*.cow"))]
 
 
 def discriminating(rule: str, kernel: str) -> list[str]:
@@ -66,29 +69,41 @@ def discriminating(rule: str, kernel: str) -> list[str]:
     return out
 
 
+def _nearest(b: Boundary, ks: list[KernelVersion]) -> list[str]:
+    """*ks* ordered by their distance to the rule's nearest edge (``since`` or ``until``)."""
+    def minors(v: KernelVersion) -> int:
+        return v.major * 100 + v.minor
+
+    edges = [b.since] + ([b.until] if b.until is not None else [])
+    return [str(k) for k in sorted(ks, key=lambda k: (min(abs(minors(k) - minors(e))
+                                                          for e in edges), k))]
+
+
 def evidence(kernels: list[KernelVersion]) -> list[Row]:
     rows = []
-    jobs: list[tuple[Side, str, str]] = []
     for b in BOUNDARIES:
         if not b.modelled:
             continue
         before = [k for k in kernels if not getattr(Rules(k), b.name)]
         after = [k for k in kernels if getattr(Rules(k), b.name)]
         row = Row(b.name, str(b.since), None if b.until is None else str(b.until),
-                  Side(str(max(before)) if before else None),
-                  Side(str(min(after)) if after else None))
+                  Side(None, kernels=_nearest(b, before)),
+                  Side(None, kernels=_nearest(b, after)))
         rows.append(row)
-        jobs += [(s, b.name, s.kernel) for s in (row.before, row.after) if s.kernel is not None]
     with ProcessPoolExecutor() as pool:
-        futs = [pool.submit(discriminating, rule, kernel) for _, rule, kernel in jobs]
-        for (side, _, _), fut in zip(jobs, futs, strict=True):
-            side.scenarios = fut.result()
+        # the kernel nearest the boundary first; further ones only where it shows nothing
+        for depth in range(len(kernels)):
+            jobs = [(s, r.name, s.kernels[depth]) for r in rows for s in (r.before, r.after)
+                    if len(s.kernels) > depth and not s.scenarios]
+            futs = [pool.submit(discriminating, rule, kernel) for _, rule, kernel in jobs]
+            for (side, _, kernel), fut in zip(jobs, futs, strict=True):
+                side.kernel, side.scenarios = kernel, fut.result()
     for row in rows:
         missing = [what for what, s in (("no kernel here without it", row.before),
                                         ("no kernel here with it", row.after))
-                   if s.kernel is None]
-        silent = [f"no scenario tells it apart on {s.kernel}" for s in (row.before, row.after)
-                  if s.kernel is not None and not s.scenarios]
+                   if not s.kernels]
+        silent = [f"no scenario tells it apart on {', '.join(s.kernels)}"
+                  for s in (row.before, row.after) if s.kernels and not s.scenarios]
         row.status = "; ".join(missing + silent) or "measured on both sides"
     return rows
 
