@@ -71,7 +71,11 @@ ZRAM_CONTROL = "/sys/class/zram-control"
 SWAP_SIZE = "256M"
 
 KSM_PAGES_TO_SCAN = 10000
-KSM_SLEEP_MS = 1
+# ksmd sleeps this long after each batch (one batch is at most one full scan): long enough
+# for the driver, polling full_scans, to stop it after the scans a step wants even under
+# emulation (with 1 ms, a 6.1 guest under TCG sometimes got a third scan in, which merged
+# a page the model leaves for the next ksm-scan)
+KSM_SLEEP_MS = 20
 KSM_TIMEOUT = 20.0
 KSM_MAX_PAGE_SHARING = 256  # the kernel's default, which the model has too
 KHUGEPAGED_SLEEP_MS = 3_600_000  # an hour: no background collapse during a run
@@ -300,7 +304,7 @@ def ksm_tune(st: SystemState) -> list[str]:
     with deferred_signals():
         if int(read(f"{KSM}/pages_to_scan") or "0") < KSM_PAGES_TO_SCAN:
             st.set(f"{KSM}/pages_to_scan", str(KSM_PAGES_TO_SCAN))
-        if int(read(f"{KSM}/sleep_millisecs") or "0") > KSM_SLEEP_MS:
+        if int(read(f"{KSM}/sleep_millisecs") or "0") != KSM_SLEEP_MS:
             st.set(f"{KSM}/sleep_millisecs", str(KSM_SLEEP_MS))
         # restoring these needs ksmd to have forgotten the run's exited processes first;
         # recorded last, so undone first, while scans are still fast
