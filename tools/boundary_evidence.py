@@ -79,10 +79,10 @@ def _nearest(b: Boundary, ks: list[KernelVersion]) -> list[str]:
                                                           for e in edges), k))]
 
 
-def evidence(kernels: list[KernelVersion]) -> list[Row]:
+def evidence(kernels: list[KernelVersion], only: set[str] | None = None) -> list[Row]:
     rows = []
     for b in BOUNDARIES:
-        if not b.modelled:
+        if not b.modelled or (only and b.name not in only):
             continue
         before = [k for k in kernels if not getattr(Rules(k), b.name)]
         after = [k for k in kernels if getattr(Rules(k), b.name)]
@@ -126,10 +126,11 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--kernels", default=KERNELS, help="comma-separated kernel versions")
+    ap.add_argument("--rules", default="", help="only these rules (comma-separated)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     kernels = [KernelVersion.parse(k) for k in args.kernels.split(",")]
-    rows = evidence(kernels)
+    rows = evidence(kernels, set(filter(None, args.rules.split(","))))
     if args.json:
         json.dump([asdict(r) for r in rows], sys.stdout, indent=1)
         print()
