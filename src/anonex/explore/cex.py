@@ -29,6 +29,7 @@ from anonex.explore.search import Violation
 from anonex.explore.space import COMMON_OPS, OPS, Action, Bounds, setup_steps, to_step
 from anonex.explore.world import Space, World
 from anonex.kernel.backend import ModelBackend
+from anonex.kernel.rmap import maps_page_at
 from anonex.scenario import ast
 from anonex.scenario.parser import parse, parse_file
 from anonex.scenario.runner import Trace, run
@@ -146,7 +147,7 @@ def _observation(space: Space, w: World, v: Violation) -> tuple[list[str], str]:
                 if not oref.attached or oref.mm not in k.mms:
                     continue
                 want = oracle.mem.get((oref.mm, oref.vpn))
-                same = properties.mapped_page(k, oref.mm, oref.vpn) is ref.page
+                same = maps_page_at(k, oref.mm, oref.vpn, ref.page)
                 if same and (want is None or ref.page.data == want):
                     continue
                 where = _region_of(bounds, oref.vpn)

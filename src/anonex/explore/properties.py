@@ -31,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from anonex.kernel.folio import Folio, Page
+from anonex.kernel.folio import Folio
 from anonex.kernel.oracle import Oracle
 from anonex.kernel.pgtable import DeviceExclusivePte, MigrationPte, Pmd, Pte, SwapPte
 from anonex.kernel.rmap import maps_page_at
@@ -113,19 +113,6 @@ def read_view(k: Kernel, mm_name: str, vpn: int) -> str | None:
             return s.data[0]
         return c.pages[0 if c.swap is None else slot - c.swap].data  # do_swap_page()
     return None
-
-
-def mapped_page(k: Kernel, mm_name: str, vpn: int) -> Page | None:
-    """The page *mm_name* maps at *vpn* (present PTE or PMD), if any."""
-    mm = k.mms.get(mm_name)
-    if mm is None:
-        return None
-    if mm.pmds:
-        pmd = mm.pmd_at(vpn)
-        if pmd is not None:
-            return pmd.folio.pages[vpn % HPAGE_PMD_NR]
-    e = mm.ptes.get(vpn)
-    return e.page if type(e) is Pte else None
 
 
 def check_data(k: Kernel, oracle: Oracle, vpns: tuple[int, ...]) -> list[Finding]:
@@ -334,4 +321,4 @@ SOMETIMES_NAMES = tuple(s.name for s in SOMETIMES)
 ALL_NAMES = ALWAYS_NAMES + SOMETIMES_NAMES
 
 __all__ = ["ALWAYS", "ALWAYS_NAMES", "SOMETIMES", "Always", "Finding", "Pmd", "Sometimes",
-           "check_data", "classify", "mapped_page", "read_view"]
+           "check_data", "classify", "read_view"]

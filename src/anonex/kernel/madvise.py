@@ -48,10 +48,15 @@ def madvise_changes(mm: MM, start: int, end: int, advice: str) -> bool | None:
     return bool(vma_flag_changes(mm, start, end, *_VMA_FLAG[advice]))
 
 
+def _hugetlb_in(mm: MM, start: int, end: int, every: bool = False) -> bool:
+    """Whether a hugetlb VMA covers some page (*every*: each page) of the range."""
+    hugetlb = (bool(mm.vma_or_fault(v).flags & VM_HUGETLB) for v in range(start, end))
+    return all(hugetlb) if every else any(hugetlb)
+
+
 def madvise(k: Kernel, mm: MM, start: int, end: int, advice: str) -> None:
     """``madvise(start, len, advice)``."""
-    if advice == "wipeonfork" and any(mm.vma_or_fault(v).flags & VM_HUGETLB
-                                      for v in range(start, end)):
+    if advice == "wipeonfork" and _hugetlb_in(mm, start, end):
         # madvise_vma_behavior(): MADV_WIPEONFORK only on private anon memory, and a
         # hugetlb VMA has a file (found by anonex fuzz on 6.18.44)
         raise Segfault("EINVAL: MADV_WIPEONFORK on a hugetlb VMA")
@@ -82,7 +87,7 @@ def madvise(k: Kernel, mm: MM, start: int, end: int, advice: str) -> None:
         madvise_pageout(k, mm, start, end)
     elif advice == "mergeable":
         # ksm_madvise(): a hugetlb VMA is left alone, and the mm is not registered for it
-        if any(not mm.vma_or_fault(v).flags & VM_HUGETLB for v in range(start, end)):
+        if not _hugetlb_in(mm, start, end, every=True):
             update_vma_flags(k, mm, start, end, *_VMA_FLAG[advice])
             if mm.name not in k.ksm_mms:
                 k.ksm_mms.append(mm.name)  # __ksm_enter()
@@ -108,9 +113,8 @@ def madvise_pageout(k: Kernel, mm: MM, start: int, end: int) -> None:
     from anonex.kernel.swap import shrink_folio
     from anonex.kernel.thp import split_folio
 
-    for vpn in range(start, end):
-        if mm.vma_or_fault(vpn).flags & VM_HUGETLB:
-            raise Segfault("EINVAL: MADV_PAGEOUT on a hugetlb VMA")
+    if _hugetlb_in(mm, start, end):
+        raise Segfault("EINVAL: MADV_PAGEOUT on a hugetlb VMA")
     lru_add_drain(k)
 
     for folio in _pageout_walk(mm, start, end)[1]:

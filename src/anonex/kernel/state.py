@@ -153,12 +153,12 @@ class SwapSlot:
     cache: Folio | None = None
 
 
-# An ordinary Python class even when mypyc compiles this module: the explorer copies it
-# attribute by attribute (anonex.explore.clone), without running __init__.
 SWAPFILE_CLUSTER = 512  # slots per swap cluster (mm/swapfile.c, x86-64 with THP)
 KSM_MAX_PAGE_SHARING = 256  # mappings of one KSM page (mm/ksm.c default)
 
 
+# An ordinary Python class even when mypyc compiles this module: the explorer copies it
+# attribute by attribute (anonex.explore.clone), without running __init__.
 @mypyc_attr(native_class=False)
 class Kernel:
     """The model's root object."""

@@ -35,6 +35,7 @@ from anonex.kernel.rmap import (
     folio_try_share_anon_rmap_pte,
 )
 from anonex.kernel.state import (
+    HPAGE_PMD_NR,
     MM,
     VM_HUGEPAGE,
     VM_NOHUGEPAGE,
@@ -42,6 +43,7 @@ from anonex.kernel.state import (
     VMA,
     Kernel,
     SwapSlot,
+    huge_base,
 )
 
 
@@ -75,15 +77,14 @@ def folio_free_swap(k: Kernel, folio: Folio) -> bool:
 def _add_to_swap_cache(k: Kernel, folio: Folio) -> int:
     """``folio_alloc_swap()`` + ``add_to_swap_cache()``: nr slots, nr references. A large
     folio gets a range of slots aligned to its size (the swap allocator's per-order
-    clusters); small ones get the next slot (the first is 1: slot 0 holds the header)."""
+    clusters); small ones get the next slot (where a fresh device starts: see
+    ``Kernel.next_slot``)."""
     nr = folio.nr
     base = -(-k.next_slot // nr) * nr
     k.next_slot = base + nr
     for i, p in enumerate(folio.pages):
-        k.swap[base + i] = SwapSlot(data=[p.data], count=0, cache=folio)
-    folio.swap = base
-    pf.set_page_flag(folio.pages[0], "swapcache")
-    k.folio_get(folio, folio.nr)
+        k.swap[base + i] = SwapSlot(data=[p.data], count=0, cache=None)
+    _add_to_swap_cache_at(k, folio, base)
     return base
 
 
@@ -267,18 +268,19 @@ def _map_rest_of_cached_folio(k: Kernel, mm: MM, vma: VMA, vpn: int, entry: Swap
     which the swap cache's references keep from ``folio_ref_count() == 1``)."""
     assert folio.swap is not None
     start = vpn - (entry.slot - folio.swap)
-    base = vpn & ~511
-    if start < max(vma.start, base) or start + folio.nr > min(vma.end, base + 512):
+    base = huge_base(vpn)
+    if start < max(vma.start, base) or start + folio.nr > min(vma.end, base + HPAGE_PMD_NR):
         return
+    ents: list[SwapPte] = []
     for i in range(folio.nr):
         e = mm.ptes.get(start + i)
         if not isinstance(e, SwapPte) or e.slot != folio.swap + i or \
                 e.exclusive != entry.exclusive:
             return
+        ents.append(e)
     ra = vma.ra
-    for i in range(folio.nr):
-        e = mm.ptes[start + i]
-        if start + i != vpn and isinstance(e, SwapPte):
+    for i, e in enumerate(ents):
+        if start + i != vpn:
             do_swap_page(k, mm, vma, start + i, e, 0, whole=False)
     vma.ra = ra
 
@@ -348,7 +350,6 @@ def _swapin_large_folio(k: Kernel, mm: MM, vma: VMA, vpn: int, entry: SwapPte) -
     if through_cache:
         folio_free_swap(k, folio)
     return True
-
 
 
 SWAP_RA_MAX = 8  # 1 << page_cluster (3)
