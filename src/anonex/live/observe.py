@@ -375,9 +375,9 @@ class Observer:
             if not is_present:
                 continue
             pfn = raw & pm.PM_PFN_MASK
-            word = words.get(pfn, 0)
+            raw_word = word = words.get(pfn, 0)
             if not self.ksm_reliable:  # a KSM page never has bit 34 anyway
-                word &= ~(1 << kpf.KPF_KSM)
+                word &= ~(1 << kpf.KPF_KSM)  # for the decoding; `kpf` shows the raw word
             vaddr = region.addr + i * PAGE
             base = vaddr - vaddr % HPAGE_PMD_SIZE
             whole = kpf.has(word, kpf.KPF_HUGE) or pmd.get(base) is True
@@ -389,6 +389,7 @@ class Observer:
                 head = words.get(head_pfn, self.kpageflags(head_pfn))
                 if not whole:
                     maybe[len(present)] = head
+            o.extra["kpf"] = raw_word  # what /proc/kpageflags says, kernel bugs included
             present.append((o, pfn, word, whole, head))
         if present:
             # the decoding is page-types' (anonex.pagetypes.decode), as the issue asks
@@ -416,7 +417,6 @@ class Observer:
                     o.extra["pmd"] = True
                 if n in maybe:
                     self._either_mapping(o, word, maybe[n])
-                o.extra["kpf"] = word
                 o.extra["swapcache"] = int(flags.swapcache[n])
         return out
 
