@@ -236,6 +236,9 @@ class Scenario:
     stmts: list[Stmt] = field(default_factory=list)
     xfails: list[XFail] = field(default_factory=list)
     layout: str | None = None  # ``layout NAME``: the page-flag layout the model must use
+    # ``rule NAME``: the version-table rows (kernel/versions.py) this scenario tells apart,
+    # each with where it was named
+    rules: list[tuple[str, Pos]] = field(default_factory=list)
 
     @property
     def name(self) -> str:

@@ -286,6 +286,10 @@ def parse(text: str, path: str = "<scenario>") -> ast.Scenario:
             scen.about = str(st.children[0])[1:-1]
         elif kind == "layout":
             scen.layout = str(st.children[0])
+        elif kind == "rule":
+            tok = st.children[0]
+            scen.rules.append((str(tok), ast.Pos(path, getattr(tok, "line", pos.line),
+                                                 getattr(tok, "column", pos.column))))
         elif kind == "xfail":
             rng = to_ast.transform(_tree(st.children[0]))
             why = str(st.children[1])[1:-1] if len(st.children) > 1 else ""
@@ -338,8 +342,28 @@ def _err(scen: ast.Scenario, text: str, pos: ast.Pos, msg: str) -> ScenarioError
     return ScenarioError(scen.path, pos.line, pos.column, msg, _line_of(text, pos.line))
 
 
+def _check_rules(scen: ast.Scenario, text: str) -> None:
+    """Every ``rule NAME`` names a row of the version table, once."""
+    from difflib import get_close_matches
+
+    from anonex.kernel.versions import BOUNDARIES
+
+    names = [b.name for b in BOUNDARIES]
+    seen: set[str] = set()
+    for name, pos in scen.rules:
+        if name in seen:
+            raise _err(scen, text, pos, f"rule {name} is named twice")
+        seen.add(name)
+        if name not in names:
+            near = get_close_matches(name, names, n=3)
+            hint = f"one of: {', '.join(near)}" if near else \
+                "a rule of the version table (anonex/kernel/versions.py)"
+            raise _err(scen, text, pos, f"no kernel rule named {name}; expected {hint}")
+
+
 def check(scen: ast.Scenario, text: str = "") -> None:
     """Follow the scenario in order and reject names and indexes that cannot be valid."""
+    _check_rules(scen, text)
     procs = {"P0"}
     regions: dict[str, int] = {}
     handles: dict[str, str] = {}  # name -> "pipe" | "pin"
