@@ -18,7 +18,7 @@ LIBRARY = Path(__file__).resolve().parents[1] / "src" / "anonex" / "library"
 # PG_anon_exclusive appears at 5.19: every page of the THP, at every step
 PINNED_FORK = ("predictions/p15-thp-pinned-fork.cow", "5.18", "5.19")
 # from 6.12 a split maps the zero-filled pages to the shared zero page, not to a KSM page
-SPLIT_ZERO = ("memory/thp-split-maps-zero-pages.cow", "6.11", "6.12")
+SPLIT_ZERO = ("fingerprint/thp-split-maps-zero-pages.cow", "6.11", "6.12")
 
 
 @cache
@@ -111,7 +111,7 @@ def test_the_report_names_the_first_diverging_step_and_caps_the_lines() -> None:
 
     lines = report()
     assert lines[0] == (f"diverges thp-split-maps-zero-pages on live (model): {len(divs)} "
-                        f"divergences in {len(groups)} lines, first at line 6 (ksm-scan)")
+                        f"divergences in {len(groups)} lines, first at line 7 (ksm-scan)")
     assert lines[1:] == ["  " + g.describe("model", "live") for g in groups]
     lines = report(10)
     assert len(lines) == 1 + 10 + 1

@@ -144,7 +144,7 @@ def test_judge_pmd_per_range_not_per_vma() -> None:
         {a: True, b: False}
 
 
-THP_SCENARIOS = ["thp-write-while-shared", "memory/thp-huge-zero-page",
+THP_SCENARIOS = ["thp-write-while-shared", "fingerprint/thp-huge-zero-page",
                  "memory/thp-pageout-half", "memory/madvise-same-flag-keeps-thp",
                  "cow/basic-cow-after-fork-with-partially-shared-thp"]
 

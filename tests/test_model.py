@@ -575,7 +575,7 @@ def test_rule_overrides() -> None:
     assert r.mthp_swapin and "collapse_readonly_ptes=True" in repr(r)
     with pytest.raises(ValueError, match="no kernel rule"):
         Rules(v, {"no_such_rule": True})
-    scen = parse((ROOT / "src/anonex/library/memory/collapse-shared-needs-writable-pte.cow")
+    scen = parse((ROOT / "src/anonex/library/fingerprint/collapse-shared-needs-writable-pte.cow")
                  .read_text(), "t.cow")
     assert run(scen, ModelBackend(v)).verdict == "xfail"
     assert run(scen, ModelBackend(v, rules=r)).verdict == "xpass"
