@@ -40,6 +40,8 @@ from anonex.versions import CURRENT, KernelVersion
 
 if TYPE_CHECKING:
     from anonex.boot.images import KernelImage
+    from anonex.fingerprint import Catalog
+    from anonex.fingerprint.document import KernelRules
     from anonex.fuzz import FuzzKernel, KernelReport
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -199,43 +201,57 @@ def check_cmd(
     paths: Annotated[list[Path] | None, typer.Argument(help="scenario files or folders "
                                                              "(default: the built-in library)")]
     = None,
-    kernel: Annotated[list[str] | None, typer.Option("--kernel", "-k",
-                                                     help="model only these versions")] = None,
+    kernel: Annotated[list[str] | None, typer.Option(
+        "--kernel", "-k", help="model only these versions; a fingerprint document (FILE.json "
+                               "from anonex fingerprint --save) models each of its kernels "
+                               "with the rules it showed, and diffs that kernel with it")] =
+    None,
     no_live: Annotated[bool, typer.Option("--no-live", help="do not run the live kernel")] =
     False,
     boot: BootOpt = None,
     as_tap: Annotated[bool, typer.Option("--tap", help="kselftest-style TAP output")] = False,
     layout: LayoutOpt = None,
+    rules_from_live: Annotated[bool, typer.Option(
+        "--rules-from-live", help="fingerprint each real kernel first, and diff it with the "
+                                  "model run with the rules it showed")] = False,
 ) -> None:
     """Run scenarios on the model at every boundary version, on the running kernel and on
     kernels booted in VMs (--boot), print the matrix and every model-vs-kernel divergence."""
+    from anonex.fingerprint import Catalog
+    from anonex.fingerprint.document import KernelRules
+
     files = _collect(paths or [library_dir()])
     scens = _parse_all(files)
-    versions = [_version(v) for v in kernel] if kernel else boundary_versions()
-    if not kernel and CURRENT not in versions:
-        versions = sorted([*versions, CURRENT])
-    booted = _booted_kernels(boot or [], scens)
+    models, read = _models(kernel or [])
+    if not kernel:
+        vs = boundary_versions()
+        models = [KernelRules.of_version(v) for v in sorted({*vs, CURRENT})]
+    catalog = Catalog.load() if rules_from_live else None
+    # a booted kernel runs the fingerprint scenarios first when it is to be read
+    extra = [c for c in catalog.scenarios if c.path not in {s.path for s in scens}] \
+        if catalog else []
+    booted = _booted_kernels(boot or [], [*extra, *scens])
     live, live_why = (None, "--no-live") if no_live else _live_backend()
     kernels: list[tuple[str, Backend | None, str]] = [] if no_live else \
         [("live", live, live_why)]
     kernels += [(col, be, "") for col, be in booted]
-    columns = [str(v) for v in versions] + [col for col, _, _ in kernels]
+    columns = [m.label for m in models] + [col for col, _, _ in kernels]
     cells: dict[tuple[str, str], Trace] = {}
     divergent: list[tuple[str, str, str, list[Divergence]]] = []
     diff_jobs: list[tuple[str, str, Future[tuple[str, list[Divergence]]]]] = []
     not_run: list[tuple[str, str]] = []
     headers: dict[str, Trace] = {}
     n_kernels = sum(1 for _, be, _ in kernels if be is not None)
-    total = len(scens) * (len(versions) + 2 * n_kernels)
+    total = len(scens) * (len(models) + 2 * n_kernels)
     lay = _layout(layout)
     try:
         with Progress(console=err, transient=True, disable=not err.is_terminal) as prog, \
                 ProcessPoolExecutor(max_workers=max(1, (os.cpu_count() or 1))) as pool:
             task = prog.add_task("checking", total=total)
             # the version matrix runs in worker processes while this one drives the kernels
-            futures = [pool.submit(_model_matrix, s.path, versions, lay) for s in scens]
+            futures = [pool.submit(_model_matrix, s.path, models, lay) for s in scens]
             for fut in futures:
-                fut.add_done_callback(lambda f: prog.advance(task, len(versions)))
+                fut.add_done_callback(lambda f: prog.advance(task, len(models)))
             for i, (col, be, why) in enumerate(kernels):
                 # booted kernels run two at a time (a guest under emulation uses about one
                 # core: the next one boots while this one's results are replayed), after
@@ -249,7 +265,7 @@ def check_cmd(
                     continue
                 prog.update(task, description=f"checking ({col})")
                 why = _run_kernel(col, be, scens, pool, cells, diff_jobs, headers,
-                                  lambda n: prog.advance(task, n))
+                                  lambda n: prog.advance(task, n), read, catalog)
                 if why:
                     not_run.append((col, why))
             for name, col, job in diff_jobs:
@@ -257,9 +273,9 @@ def check_cmd(
                 if divs:
                     divergent.append((name, col, model_name, divs))
             for s, fut in zip(scens, futures, strict=True):
-                for v, t in zip(versions, fut.result(), strict=True):
+                for m, t in zip(models, fut.result(), strict=True):
                     t.scenario = s
-                    cells[(s.name, str(v))] = t
+                    cells[(s.name, m.label)] = t
             order = [x.name for x in scens]
             cells = dict(sorted(cells.items(), key=lambda kv: (
                 order.index(kv[0][0]), columns.index(kv[0][1]))))
@@ -293,22 +309,68 @@ def check_cmd(
 def _run_kernel(col: str, be: Backend, scens: list[Scenario], pool: ProcessPoolExecutor,
                 cells: dict[tuple[str, str], Trace],
                 diff_jobs: list[tuple[str, str, Future[tuple[str, list[Divergence]]]]],
-                headers: dict[str, Trace], advance: Callable[[int], object]) -> str:
+                headers: dict[str, Trace], advance: Callable[[int], object],
+                read: list[KernelRules], catalog: Catalog | None) -> str:
     """Every scenario on one real kernel (the running one or a booted one); the model at
-    its version and the diff go to the worker pool. Returns why it stopped early ("")."""
+    its version and the diff go to the worker pool. The model runs with the rules the
+    kernel showed: read first from the kernel (*catalog*: the fingerprint scenarios), or
+    found in *read* (fingerprint documents) by release. Returns why it stopped early."""
+    from anonex.fingerprint import judge_traces, run_catalog
+    from anonex.fingerprint.document import KernelRules
     from anonex.live import LiveUnavailable
 
-    for s in scens:
+    done: dict[str, Trace] = {}
+    rules: KernelRules | None = None
+    if catalog is not None:
         try:
-            lt = run(s, be)
+            traces = run_catalog(be, catalog)
         except LiveUnavailable as e:
             return e.reason
-        headers.setdefault(col, _light_copy(lt))
-        job = pool.submit(_diff_with_model, lt)
+        done = {t.scenario.path: t for t in traces}
+        rules = KernelRules.of(judge_traces(col, traces, catalog))
+    for s in scens:
+        try:
+            lt = done.get(s.path) or run(s, be)
+        except LiveUnavailable as e:
+            return e.reason
+        if rules is None and read:
+            rel = str(lt.env.get("kernel_release", ""))
+            rules = next((r for r in read if r.release == rel and r.version == lt.version),
+                         None)
+        if col not in headers:
+            h = _light_copy(lt)
+            if rules is not None:
+                differs = ", ".join(rules.differs()) or "none"
+                h.env = {**h.env, "notes": [*(h.env.get("notes") or []),
+                                            f"the model runs with the rules this kernel "
+                                            f"showed (unlike its version: {differs})"]}
+            headers[col] = h
+        job = pool.submit(_diff_with_model, lt, rules)
         job.add_done_callback(lambda f: advance(2))
         diff_jobs.append((s.name, col, job))
         cells[(s.name, col)] = _light_copy(lt)
     return ""
+
+
+def _models(specs: list[str]) -> tuple[list[KernelRules], list[KernelRules]]:
+    """The model columns of ``--kernel`` (versions, and the kernels of fingerprint
+    documents), and the kernels read from documents (for the diffs)."""
+    from anonex.fingerprint.document import DocumentError, KernelRules, load
+
+    models: list[KernelRules] = []
+    read: list[KernelRules] = []
+    for spec in specs:
+        if spec.endswith(".json") or Path(spec).is_file():
+            try:
+                kernels = load(Path(spec))
+            except DocumentError as e:
+                err.print(f"error: --kernel {e}", markup=False, soft_wrap=True)
+                raise typer.Exit(2) from None
+            models += kernels
+            read += kernels
+        else:
+            models.append(KernelRules.of_version(_version(spec)))
+    return models, read
 
 
 def _booted_kernels(specs: list[str], scens: list[Scenario]) -> list[tuple[str, BootedKernel]]:
@@ -449,6 +511,86 @@ class _RichProgress:
         self.prog.advance(self.task)
 
 
+@app.command("fingerprint")
+def fingerprint_cmd(
+    boot: BootOpt = None,
+    no_live: Annotated[bool, typer.Option("--no-live", help="do not run the live kernel")] =
+    False,
+    as_json: JsonOpt = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="also say what each "
+                                                                  "scenario showed of each rule")]
+    = False,
+    save: Annotated[Path | None, typer.Option(
+        "--save", metavar="FILE", help="also write the JSON document to FILE (for anonex "
+                                       "check --kernel FILE)")] = None,
+) -> None:
+    """Which rules of the version table each kernel follows, rule by rule, read from what it
+    does (the library's fingerprint/ scenarios) rather than from its version number. Exit 0:
+    every observable rule is as the table says for the kernel's version, 1: some differ,
+    4: a kernel could not run."""
+    from anonex.fingerprint import Catalog, Fingerprint, fingerprint
+    from anonex.fingerprint.document import document
+    from anonex.live import LiveUnavailable
+    from anonex.report import fingerprint as rfp
+
+    if no_live and not boot:
+        err.print("error: nothing to fingerprint: --no-live and no --boot IMAGE")
+        raise typer.Exit(2)
+    catalog = Catalog.load()
+    scens = list(catalog.scenarios)
+    booted = _booted_kernels(boot or [], scens)
+    kernels: list[tuple[str, Backend | None, str]] = []
+    if not no_live:
+        live, why = _live_backend()
+        kernels.append(("live", live, why))
+    kernels += [(col, be, "") for col, be in booted]
+    fps: list[Fingerprint] = []
+    not_run: dict[str, str] = {}
+    names = {s.name for s in scens}
+    try:
+        with Progress(console=err, transient=True, disable=not err.is_terminal) as prog:
+            task = prog.add_task("fingerprint", total=len(scens) * len(kernels))
+            for i, (col, be, why) in enumerate(kernels):
+                for _, ahead, _ in kernels[i:i + 2]:  # the next guest boots meanwhile
+                    if isinstance(ahead, BootedKernel):
+                        ahead.launch()
+                if be is None:
+                    not_run[col] = why
+                    continue
+                def step(what: str, col: str = col) -> None:
+                    prog.update(task, description=escape(f"{col}: {what}"))
+                    if what in names:
+                        prog.advance(task)
+                try:
+                    fp = fingerprint(col, be, catalog, step)
+                except LiveUnavailable as e:
+                    not_run[col] = e.reason
+                    continue
+                fps.append(fp)
+    finally:
+        for _, b in booted:
+            b.close()
+    for fp in fps:  # a guest's run time is known once it has finished
+        be_ = dict(booted).get(fp.kernel)
+        if be_ is not None:
+            fp.env = {**fp.env, **be_.boot_facts()}
+    doc = json.dumps(document(fps, not_run), indent=2) + "\n"
+    if save is not None:
+        save.write_text(doc)
+    if as_json:
+        sys.stdout.write(doc)
+    else:
+        for fp in fps:
+            _kernel_header(out, fp.kernel, fp.version, fp.env)
+            rfp.table(out, fp, verbose)
+        for fp in fps:
+            rfp.summary(out, fp)
+        for col, why in not_run.items():
+            what = "live kernel" if col == "live" else f"booted kernel {col}"
+            out.print(f"[yellow]{what} not run[/]: {escape(why)}")
+    raise typer.Exit(1 if any(fp.differing for fp in fps) else 4 if not_run else 0)
+
+
 app.command("explore")(explore_cmd)
 app.command("kernels")(kernels_cmd)
 
@@ -463,10 +605,13 @@ def page_types_cmd(ctx: typer.Context) -> None:
     raise typer.Exit(pt_main(list(ctx.args)))
 
 
-def _diff_with_model(lt: Trace) -> tuple[str, list[Divergence]]:
-    """The model at the live kernel's version, run like the live run, and the divergences
-    (in a worker process)."""
-    mt = run(lt.scenario, ModelBackend(lt.version))
+def _diff_with_model(lt: Trace, rules: KernelRules | None = None
+                     ) -> tuple[str, list[Divergence]]:
+    """The model at the live kernel's version (with the rules it showed, when read), run
+    like the live run, and the divergences (in a worker process)."""
+    be = ModelBackend(lt.version) if rules is None else \
+        ModelBackend(lt.version, rules=rules.rules(), name=f"model@{rules.label}")
+    mt = run(lt.scenario, be)
     return mt.backend, diff(mt, lt)
 
 
@@ -478,12 +623,13 @@ def _light_copy(t: Trace) -> Trace:
     return c.light()
 
 
-def _model_matrix(path: str, versions: list[KernelVersion], layout: str | None) -> list[Trace]:
+def _model_matrix(path: str, models: list[KernelRules], layout: str | None) -> list[Trace]:
     """One scenario on the model at every version (in a worker process): light traces."""
     scen = parse_file(path)
     out = []
-    for v in versions:
-        out.append(run(scen, ModelBackend(v, layout=layout), full=False).light())
+    for m in models:
+        be = ModelBackend(m.version, layout=layout, rules=m.rules(), name=f"model@{m.label}")
+        out.append(run(scen, be, full=False).light())
     return out
 
 

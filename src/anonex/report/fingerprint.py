@@ -48,7 +48,7 @@ def _how(r: RuleResult) -> str:
 
 
 def table(console: Console, fp: Fingerprint, verbose: bool = False) -> None:
-    """The rule-by-rule table of one kernel (*verbose*: the unobservable rows too)."""
+    """The rule-by-rule table of one kernel (*verbose*: then what each scenario said)."""
     t = Table(title=f"{fp.kernel}: Linux {fp.version} ({fp.release})", header_style="bold",
               title_justify="left")
     t.add_column("rule", no_wrap=True)
@@ -57,18 +57,18 @@ def table(console: Console, fp: Fingerprint, verbose: bool = False) -> None:
     t.add_column(f"table ({fp.version})", no_wrap=True)
     t.add_column("", no_wrap=True)
     t.add_column("shown by / why not", overflow="fold")
-    hidden = 0
     for r in fp.results:
-        if r.mark == "unobservable" and not verbose:
-            hidden += 1
-            continue
-        mark = "" if r.mark == "as expected" else r.mark
+        mark = "" if r.mark == "as expected" else \
+            "unobservable here" if r.mark == "unobservable" else r.mark
         t.add_row(r.rule, _since(r), _yes(r.observed), _expected(r, fp),
                   Text(mark, style=MARK_STYLE[r.mark]), _how(r))
     console.print(t)
-    if hidden:
-        console.print(f"  {hidden} rules not observable here (--verbose lists them and why)",
-                      style="dim")
+    if verbose:
+        for r in fp.results:
+            for x in r.readings:
+                detail = f": {x.detail}" if x.detail else ""
+                console.print(f"  {r.rule}: {x.scenario} says {x.says}{detail}",
+                              markup=False, soft_wrap=True)
 
 
 def summary(console: Console, fp: Fingerprint) -> None:
