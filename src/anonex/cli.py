@@ -550,10 +550,9 @@ def fingerprint_cmd(
     try:
         with Progress(console=err, transient=True, disable=not err.is_terminal) as prog:
             task = prog.add_task("fingerprint", total=len(scens) * len(kernels))
-            for i, (col, be, why) in enumerate(kernels):
-                for _, ahead, _ in kernels[i:i + 2]:  # the next guest boots meanwhile
-                    if isinstance(ahead, BootedKernel):
-                        ahead.launch()
+            # one guest at a time: two guests under emulation on this two-core machine took
+            # 97-226 s to boot against 19-30 s alone (benchmarks/fingerprint.md)
+            for col, be, why in kernels:
                 if be is None:
                     not_run[col] = why
                     continue
