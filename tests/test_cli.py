@@ -17,17 +17,92 @@ runner = CliRunner()
 def test_check_model_only_is_green() -> None:
     r = runner.invoke(app, ["check", "--no-live", str(LIBRARY / "predictions")])
     assert r.exit_code == 0, r.output
-    assert "p03-fork-unpinned" in r.output and "0 unexpected" in r.output
+    assert "model at 23 versions: 460 runs, 0 unexpected" in r.output or \
+        "0 unexpected" in r.output
+    assert "20 scenarios" in r.output
+    # nothing needs attention: no matrix; --verbose shows every row
+    assert "p03-fork-unpinned" not in r.output
+    r = runner.invoke(app, ["check", "--no-live", "--verbose", str(LIBRARY / "predictions")])
+    assert "p03-fork-unpinned" in r.output and "· pass" in r.output
 
 
-def test_check_tap() -> None:
+def _wrong(tmp_path: Path) -> Path:
+    f = tmp_path / "wrong.cow"
+    f.write_text('title "wrong on purpose"\nP0: mmap A anon 1\nP0: write A "x"\n'
+                 'expect not P0 A[0] exclusive on >=5.19\n')
+    return f
+
+
+def test_check_shows_the_rows_that_need_attention(tmp_path: Path) -> None:
+    f = _wrong(tmp_path)
+    r = runner.invoke(app, ["check", "--no-live", "--kernel", "5.4", "--kernel", "6.18",
+                            str(LIBRARY / "vmsplice-unmap-child.cow"), str(f)])
+    assert r.exit_code == 1
+    lines = r.output.splitlines()
+    row = next(x for x in lines if x.startswith("wrong "))
+    assert row.split()[1:] == ["·", "F"]  # 5.4 passes, 6.18 fails
+    assert not any(x.startswith("vmsplice-unmap-child ") for x in lines)
+    assert "fail wrong on 6.18" in r.output and "1 unexpected" in r.output
+
+
+def test_check_fits_80_columns() -> None:
+    """The whole library's matrix at 80 columns: every line fits, every cell is there."""
+    from rich.console import Console
+
+    from anonex.check import Options, check
+    from anonex.fingerprint.document import KernelRules
+    from anonex.kernel.versions import boundary_versions
+    from anonex.report import checkview
+    from anonex.scenario.parser import parse_file
+
+    scens = [parse_file(p) for p in sorted((LIBRARY / "predictions").glob("*.cow"))]
+    models = [KernelRules.of_version(v) for v in boundary_versions()]
+    result = check(scens, [], Options(models))
+    con = Console(width=80, record=True, highlight=False)
+    checkview.render(con, result, verbose=True)
+    lines = con.export_text().splitlines()
+    assert all(len(x) <= 80 for x in lines), [x for x in lines if len(x) > 80]
+    rows = [x for x in lines if x[:1] == "p" and x[1:3].isdigit()]
+    assert len(rows) == 20
+    assert all(len(r.split()) == 1 + len(models) for r in rows)  # a cell per version
+
+
+def test_check_names_fit_narrow_terminals() -> None:
+    from anonex.report.checkview import shorten
+
+    name = "basic-cow-after-fork-when-collapsing-after-fork-fully-shared-with-thp"
+    s = shorten(name, 30)
+    assert len(s) == 30 and s.startswith("basic-cow-af") and s.endswith("shared-with-thp")
+    assert shorten("short", 30) == "short"
+
+
+def test_check_tap(tmp_path: Path) -> None:
     r = runner.invoke(app, ["check", "--no-live", "--tap", "--kernel", "6.18",
                             str(LIBRARY / "vmsplice-unmap-child.cow")])
     assert r.exit_code == 0, r.output
     lines = r.output.splitlines()
-    assert lines[0] == "TAP version 13" and lines[1] == "1..1"
+    assert lines[0] == "KTAP version 1" and lines[1] == "1..1"
     assert lines[2].startswith("ok 1 vmsplice() + unmap in child [6.18]")
     assert lines[-1].startswith("# Totals: pass:1 fail:0")
+    r = runner.invoke(app, ["check", "--no-live", "--tap", "--kernel", "6.18", str(_wrong(
+        tmp_path))])
+    assert r.exit_code == 1
+    assert "not ok 1 wrong on purpose [6.18]" in r.output
+    assert "# fail: 4: expect not P0 A[0] exclusive" in r.output
+
+
+def test_check_json_document(tmp_path: Path) -> None:
+    r = runner.invoke(app, ["check", "--no-live", "--json", "--kernel", "5.4", "--kernel",
+                            "6.18", str(LIBRARY / "vmsplice-unmap-child.cow"),
+                            str(_wrong(tmp_path))])
+    assert r.exit_code == 1
+    doc = json.loads(r.stdout)
+    assert doc["columns"] == ["5.4", "6.18"] and doc["kernels"] == []
+    by = {s["name"]: s for s in doc["scenarios"]}
+    assert by["vmsplice-unmap-child"]["cells"]["5.4"]["verdict"] == "xfail"
+    assert by["wrong"]["cells"]["6.18"]["verdict"] == "fail"
+    assert doc["totals"] == {"scenarios": 2, "runs": 4, "unexpected": 1, "diverging": 0,
+                             "kernels_not_run": []}
 
 
 def test_run_json_and_trace() -> None:

@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -19,12 +17,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import Progress
+from rich.progress import MofNCompleteColumn, Progress
 
 from anonex import BUILD, __version__
 from anonex.boot.backend import BootedKernel, describe_env
 from anonex.boot.kernels_cli import kernels_cmd
-from anonex.diff import Divergence, diff
 from anonex.explore.cli import explore_cmd
 from anonex.kernel.backend import ModelBackend
 from anonex.kernel.versions import boundary_versions
@@ -40,7 +37,6 @@ from anonex.versions import CURRENT, KernelVersion
 
 if TYPE_CHECKING:
     from anonex.boot.images import KernelImage
-    from anonex.fingerprint import Catalog
     from anonex.fingerprint.document import KernelRules
     from anonex.fuzz import FuzzKernel, KernelReport
 
@@ -209,16 +205,24 @@ def check_cmd(
     no_live: Annotated[bool, typer.Option("--no-live", help="do not run the live kernel")] =
     False,
     boot: BootOpt = None,
-    as_tap: Annotated[bool, typer.Option("--tap", help="kselftest-style TAP output")] = False,
+    as_tap: Annotated[bool, typer.Option("--tap", help="kselftest's KTAP output")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="write the check as one JSON "
+                                                         "document")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="the whole matrix, and "
+                                                                  "every divergence line")]
+    = False,
     layout: LayoutOpt = None,
     rules_from_live: Annotated[bool, typer.Option(
         "--rules-from-live", help="fingerprint each real kernel first, and diff it with the "
                                   "model run with the rules it showed")] = False,
 ) -> None:
     """Run scenarios on the model at every boundary version, on the running kernel and on
-    kernels booted in VMs (--boot), print the matrix and every model-vs-kernel divergence."""
+    kernels booted in VMs (--boot); print a summary, the runs that need attention and every
+    model-vs-kernel divergence."""
+    from anonex.check import Options, RealKernel, check
     from anonex.fingerprint import Catalog
     from anonex.fingerprint.document import KernelRules
+    from anonex.report import checkview
 
     files = _collect(paths or [library_dir()])
     scens = _parse_all(files)
@@ -231,125 +235,54 @@ def check_cmd(
     extra = [c for c in catalog.scenarios if c.path not in {s.path for s in scens}] \
         if catalog else []
     booted = _booted_kernels(boot or [], [*extra, *scens])
-    live, live_why = (None, "--no-live") if no_live else _live_backend()
-    kernels: list[tuple[str, Backend | None, str]] = [] if no_live else \
-        [("live", live, live_why)]
-    kernels += [(col, be, "") for col, be in booted]
-    columns = [m.label for m in models] + [col for col, _, _ in kernels]
-    cells: dict[tuple[str, str], Trace] = {}
-    divergent: list[tuple[str, str, str, list[Divergence]]] = []
-    diff_jobs: list[tuple[str, str, Future[tuple[str, list[Divergence]]]]] = []
-    not_run: list[tuple[str, str]] = []
-    headers: dict[str, Trace] = {}
-    n_kernels = sum(1 for _, be, _ in kernels if be is not None)
-    total = len(scens) * (len(models) + 2 * n_kernels)
-    lay = _layout(layout)
-    try:
-        with Progress(console=err, transient=True, disable=not err.is_terminal) as prog, \
-                ProcessPoolExecutor(max_workers=max(1, (os.cpu_count() or 1))) as pool:
-            task = prog.add_task("checking", total=total)
-            # the version matrix runs in worker processes while this one drives the kernels
-            futures = [pool.submit(_model_matrix, s.path, models, lay) for s in scens]
-            for fut in futures:
-                fut.add_done_callback(lambda f: prog.advance(task, len(models)))
-            for i, (col, be, why) in enumerate(kernels):
-                # booted kernels run two at a time (a guest under emulation uses about one
-                # core: the next one boots while this one's results are replayed), after
-                # the running kernel's own run, which they would slow down
-                if isinstance(be, BootedKernel):
-                    for _, ahead, _ in kernels[i:i + 2]:
-                        if isinstance(ahead, BootedKernel):
-                            ahead.launch()
-                if be is None:
-                    not_run.append((col, why))
-                    continue
-                prog.update(task, description=f"checking ({col})")
-                why = _run_kernel(col, be, scens, pool, cells, diff_jobs, headers,
-                                  lambda n: prog.advance(task, n), read, catalog)
-                if why:
-                    not_run.append((col, why))
-            for name, col, job in diff_jobs:
-                model_name, divs = job.result()
-                if divs:
-                    divergent.append((name, col, model_name, divs))
-            for s, fut in zip(scens, futures, strict=True):
-                for m, t in zip(models, fut.result(), strict=True):
-                    t.scenario = s
-                    cells[(s.name, m.label)] = t
-            order = [x.name for x in scens]
-            cells = dict(sorted(cells.items(), key=lambda kv: (
-                order.index(kv[0][0]), columns.index(kv[0][1]))))
-    finally:
-        for _, be in booted:
-            be.close()
-    if as_tap:
-        res = [(f"{t.scenario.title or name} [{col}]", t) for (name, col), t in cells.items()]
-        out.print(tap(res), markup=False)
+    kernels: list[RealKernel] = []
+    if not no_live:
+        live, live_why = _live_backend()
+        kernels.append(RealKernel("live", live, live_why))
+    kernels += [RealKernel(col, be) for col, be in booted]
+    opts = Options(models, read, catalog, _layout(layout))
+    with Progress(*Progress.get_default_columns(), MofNCompleteColumn(), console=err,
+                  transient=True, disable=not err.is_terminal) as prog:
+        result = check(scens, kernels, opts, _RichCheckProgress(prog))
+    if as_json:
+        from anonex.report.jsonout import check_json
+
+        sys.stdout.write(json.dumps(check_json(result), indent=2) + "\n")
+    elif as_tap:
+        out.print(tap(result), markup=False, soft_wrap=True)
     else:
-        for col, t in headers.items():
-            for c, be, _ in kernels:  # a guest's run time is known once it has finished
-                if c == col and isinstance(be, BootedKernel):
-                    t.env = {**t.env, **be.boot_facts()}
-            _kernel_header(out, col, t.version, t.env)
-        rtext.matrix(out, [s.name for s in scens], columns, cells)
-        rtext.problems(out, cells)
-        for name, col, model_name, divs in divergent:
-            rtext.divergences(out, name, model_name, col, divs)
-        for col, why in not_run:
-            what = "live kernel" if col == "live" else f"booted kernel {col}"
-            out.print(f"[yellow]{what} not run[/]: {escape(why)}")
-        n_bad = sum(1 for t in cells.values() if not t.as_expected)
-        out.print(f"{len(scens)} scenarios, {len(cells)} runs: {n_bad} unexpected, "
-                  f"{len({(n, c) for n, c, _, _ in divergent})} diverging from a real kernel")
-    bad = any(not t.as_expected for t in cells.values()) or bool(divergent) or \
-        any(col != "live" for col, _ in not_run)
-    raise typer.Exit(1 if bad else 0)
+        for k in result.kernels:
+            if k.version is not None:
+                _kernel_header(out, k.column, k.version, k.env)
+        checkview.render(out, result, verbose)
+    raise typer.Exit(1 if result.failed else 0)
 
 
-def _run_kernel(col: str, be: Backend, scens: list[Scenario], pool: ProcessPoolExecutor,
-                cells: dict[tuple[str, str], Trace],
-                diff_jobs: list[tuple[str, str, Future[tuple[str, list[Divergence]]]]],
-                headers: dict[str, Trace], advance: Callable[[int], object],
-                read: list[KernelRules], catalog: Catalog | None) -> str:
-    """Every scenario on one real kernel (the running one or a booted one); the model at
-    its version and the diff go to the worker pool. The model runs with the rules the
-    kernel showed: read first from the kernel (*catalog*: the fingerprint scenarios), or
-    found in *read* (fingerprint documents) by release. Returns why it stopped early."""
-    from anonex.fingerprint import judge_traces, run_catalog
-    from anonex.fingerprint.document import KernelRules
-    from anonex.live import LiveUnavailable
+class _RichCheckProgress:
+    """The check's progress on a rich bar: runs done of all, and per backend."""
 
-    done: dict[str, Trace] = {}
-    rules: KernelRules | None = None
-    if catalog is not None:
-        try:
-            traces = run_catalog(be, catalog)
-        except LiveUnavailable as e:
-            return e.reason
-        done = {t.scenario.path: t for t in traces}
-        rules = KernelRules.of(judge_traces(col, traces, catalog))
-    for s in scens:
-        try:
-            lt = done.get(s.path) or run(s, be)
-        except LiveUnavailable as e:
-            return e.reason
-        if rules is None and read:
-            rel = str(lt.env.get("kernel_release", ""))
-            rules = next((r for r in read if r.release == rel and r.version == lt.version),
-                         None)
-        if col not in headers:
-            h = _light_copy(lt)
-            if rules is not None:
-                differs = ", ".join(rules.differs()) or "none"
-                h.env = {**h.env, "notes": [*(h.env.get("notes") or []),
-                                            f"the model runs with the rules this kernel "
-                                            f"showed (unlike its version: {differs})"]}
-            headers[col] = h
-        job = pool.submit(_diff_with_model, lt, rules)
-        job.add_done_callback(lambda f: advance(2))
-        diff_jobs.append((s.name, col, job))
-        cells[(s.name, col)] = _light_copy(lt)
-    return ""
+    def __init__(self, prog: Progress) -> None:
+        self.prog = prog
+        self.task = prog.add_task("checking", total=None)
+        self.per: dict[str, int] = {}
+        self.now = ""
+
+    def total(self, runs: int) -> None:
+        self.prog.update(self.task, total=runs)
+
+    def done(self, runs: int, backend: str) -> None:
+        self.per[backend] = self.per.get(backend, 0) + runs
+        self.prog.advance(self.task, runs)
+        self._describe()
+
+    def working(self, backend: str) -> None:
+        self.now = backend
+        self._describe()
+
+    def _describe(self) -> None:
+        parts = [f"{b} {n}" for b, n in self.per.items()]
+        now = f"running on {self.now}; " if self.now else ""
+        self.prog.update(self.task, description=escape(f"{now}done: {', '.join(parts)}"))
 
 
 def _models(specs: list[str]) -> tuple[list[KernelRules], list[KernelRules]]:
@@ -604,32 +537,12 @@ def page_types_cmd(ctx: typer.Context) -> None:
     raise typer.Exit(pt_main(list(ctx.args)))
 
 
-def _diff_with_model(lt: Trace, rules: KernelRules | None = None
-                     ) -> tuple[str, list[Divergence]]:
-    """The model at the live kernel's version (with the rules it showed, when read), run
-    like the live run, and the divergences (in a worker process)."""
-    be = ModelBackend(lt.version) if rules is None else \
-        ModelBackend(lt.version, rules=rules.rules(), name=f"model@{rules.label}")
-    mt = run(lt.scenario, be)
-    return mt.backend, diff(mt, lt)
-
-
 def _light_copy(t: Trace) -> Trace:
     """A copy of *t* without its steps, for the matrix."""
     import copy
 
     c = copy.copy(t)
     return c.light()
-
-
-def _model_matrix(path: str, models: list[KernelRules], layout: str | None) -> list[Trace]:
-    """One scenario on the model at every version (in a worker process): light traces."""
-    scen = parse_file(path)
-    out = []
-    for m in models:
-        be = ModelBackend(m.version, layout=layout, rules=m.rules(), name=f"model@{m.label}")
-        out.append(run(scen, be, full=False).light())
-    return out
 
 
 @app.command("version")
