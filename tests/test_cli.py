@@ -159,3 +159,33 @@ def test_run_dot_picture() -> None:
                              check=False)
         assert out.returncode == 0, out.stderr
         assert "<svg" in out.stdout
+
+
+def test_help_is_wrapped_by_the_terminal_and_choices_are_listed() -> None:
+    r = runner.invoke(app, ["--help"], env={"COLUMNS": "100"})
+    # each command's summary is its first sentence, not the docstring's first source line
+    box = r.output[r.output.index("Commands"):]
+    assert "version number" in box and "Exit 0" not in box  # the first sentence only
+    assert not any(x.rstrip(" │").endswith((" it", " every", " the")) for x in
+                   box.splitlines())  # no line broken where the source broke it
+    r = runner.invoke(app, ["explore", "--strategy", "sideways"])
+    assert r.exit_code == 2 and "bfs" in r.output and "random" in r.output
+    r = runner.invoke(app, ["run", str(LIBRARY / "basic-cow-after-fork.cow"), "--layout",
+                            "nowhere"])
+    assert r.exit_code == 2 and "owner_2" in r.output
+
+
+def test_page_types_does_not_import_the_rest() -> None:
+    """``anonex page-types`` starts without typer, rich or the model (start-up time)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.argv = ['anonex', 'page-types', '-h']\n"
+            "from anonex.entry import main\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "bad = [m for m in ('typer', 'rich', 'anonex.cli', 'anonex.kernel.backend',"
+            " 'anonex.explore') if m in sys.modules]\n"
+            "print('LOADED', bad)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert "LOADED []" in out, out

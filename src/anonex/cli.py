@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from enum import StrEnum
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -101,19 +102,24 @@ def _live_backend() -> tuple[Backend | None, str]:
 
 
 FileArg = Annotated[Path, typer.Argument(help="a .cow scenario file")]
-LayoutOpt = Annotated[str | None, typer.Option(
+
+
+class Layout(StrEnum):
+    """The page-flag layouts ``--layout`` offers (anonex.kernel.flags.LAYOUTS)."""
+
+    slab = "slab"
+    mappedtodisk = "mappedtodisk"
+    owner_2 = "owner_2"
+
+
+LayoutOpt = Annotated[Layout | None, typer.Option(
     "--layout", help="where PG_anon_exclusive lives: slab (v1 RFC), mappedtodisk (5.19), "
                      "owner_2 (6.12+); default: the kernel version's own")]
 
 
-def _layout(name: str | None) -> str | None:
-    from anonex.kernel.flags import LAYOUTS
+def _layout(name: Layout | str | None) -> str | None:
+    return None if name is None else Layout(name).value
 
-    if name is not None and name not in LAYOUTS:
-        err.print(f"error: unknown layout {name!r}; expected one of: slab, mappedtodisk, "
-                  "owner_2")
-        raise typer.Exit(2)
-    return name
 TraceOpt = Annotated[bool, typer.Option("--trace", help="print every step and page")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="write the run as one JSON document")]
 DotOpt = Annotated[bool, typer.Option("--dot", help="write the run as a Graphviz picture "
@@ -549,6 +555,25 @@ def _light_copy(t: Trace) -> Trace:
 def version_cmd() -> None:
     """Print anonex's version and the kernel it would run live."""
     out.print(f"anonex {__version__}; model: {BUILD}; running kernel {os.uname().release}")
+
+
+def _unwrap_help(typer_app: typer.Typer) -> None:
+    """Commands' help from their docstrings with the source's line breaks taken out (a
+    blank line still starts a paragraph), and the first sentence as the short help that
+    ``anonex --help`` lists."""
+    import re
+
+    for info in typer_app.registered_commands:
+        doc = info.help or (info.callback.__doc__ if info.callback else None)
+        if not doc:
+            continue
+        paras = [" ".join(x.split()) for x in re.split(r"\n\s*\n", doc.strip())]
+        info.help = "\n\n".join(paras)
+        first = re.split(r"(?<=[.;])\s", paras[0], maxsplit=1)[0]
+        info.short_help = info.short_help or first.rstrip(".;")
+
+
+_unwrap_help(app)
 
 
 def main() -> None:

@@ -17,6 +17,7 @@ import json
 import os
 import sys
 from dataclasses import asdict
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -91,6 +92,14 @@ class _Printer:
             self.width = 0
 
 
+
+class Strategy(StrEnum):
+    """The search strategies ``--strategy`` offers."""
+
+    bfs = "bfs"
+    dfs = "dfs"
+    random = "random"
+
 def explore_cmd(
     kernel: Annotated[str, typer.Option("--kernel", "-k", help="kernel version to model")] =
     str(CURRENT),
@@ -111,8 +120,8 @@ def explore_cmd(
     inject: Annotated[list[str] | None, typer.Option(
         "--inject", help="arm a fault in the model first (fs-mappedtodisk, free-keeps-flag, "
                          "ksm-exclusive): does the search find the planted bug?")] = None,
-    strategy: Annotated[str, typer.Option(help="bfs (shortest counterexamples), dfs or "
-                                               "random (walks)")] = "bfs",
+    strategy: Annotated[Strategy, typer.Option(
+        help="bfs (shortest counterexamples), dfs or random (walks)")] = Strategy.bfs,
     seed: Annotated[int, typer.Option(help="seed of the random walks")] = 0,
     walks: Annotated[int | None, typer.Option(help="number of random walks")] = None,
     workers: Annotated[int | None, typer.Option(
@@ -147,6 +156,7 @@ def explore_cmd(
         err.print(f"anonex explore: error: {msg}")
         return typer.Exit(2)
 
+    strat = Strategy(strategy).value
     try:
         version = KernelVersion.parse(kernel)
     except ValueError as e:
@@ -169,8 +179,6 @@ def explore_cmd(
             if bad:
                 raise ValueError(f"unknown property {bad[0]!r}; expected some of: "
                                  + ", ".join(properties.ALL_NAMES))
-        if strategy not in ("bfs", "dfs", "random"):
-            raise ValueError(f"unknown strategy {strategy!r}; expected bfs, dfs or random")
     except ValueError as e:
         raise usage(str(e)) from None
     printer = _Printer(as_json, err)
@@ -178,17 +186,17 @@ def explore_cmd(
     written = 0
     for space in searches:
         scope = ",".join(space.bounds.kinds)
-        printer.prefix = f"{strategy} {version} ({scope})"
-        printer.event("start", kernel=str(version), scope=scope, strategy=strategy,
+        printer.prefix = f"{strat} {version} ({scope})"
+        printer.event("start", kernel=str(version), scope=scope, strategy=strat,
                       workers=nworkers, bounds=_bounds_json(space.bounds))
-        opts = Options(strategy=strategy, workers=nworkers, max_states=max_states,
+        opts = Options(strategy=strat, workers=nworkers, max_states=max_states,
                        timeout=timeout, fingerprints=fingerprints, seed=seed, walks=walks,
                        properties=props, stop_on_first=stop_on_first,
                        per_property=per_property, progress=printer.progress)
         res = explore(space, opts)
         printer.done()
         origin = {"bfs": "", "dfs": "depth-first (not the shortest path)",
-                  "random": f"by random walks (seed {seed})"}[strategy]
+                  "random": f"by random walks (seed {seed})"}[strat]
         cexs = [cex.make(space, v, origin) for vs in res.violations.values() for v in vs]
         files: list[str] = []
         for c in cexs:
