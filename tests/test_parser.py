@@ -165,3 +165,14 @@ def test_mutated_library_files(data: st.DataObject) -> None:
         parse(mutated, "m.cow")
     except ScenarioError as e:
         assert 1 <= e.line <= mutated.count("\n") + 2
+
+
+def test_scenario_errors_cross_process_boundaries() -> None:
+    """A worker that fails to parse hands the error back whole (pickled)."""
+    import pickle
+
+    from anonex.scenario.errors import ScenarioError
+
+    e = ScenarioError("f.cow", 3, 7, "expected a region", "P0: write 5")
+    back = pickle.loads(pickle.dumps(e))
+    assert isinstance(back, ScenarioError) and back.render() == e.render()

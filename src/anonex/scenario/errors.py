@@ -15,6 +15,11 @@ class ScenarioError(Exception):
         self.source_line = source_line
         super().__init__(self.render())
 
+    def __reduce__(self) -> tuple[type[ScenarioError], tuple[str, int, int, str, str | None]]:
+        # so that a worker process can hand the error back whole
+        return (ScenarioError, (self.file, self.line, self.column, self.message,
+                                self.source_line))
+
     def render(self) -> str:
         """The error as the command line prints it, with the offending line and a caret."""
         head = f"{self.file}:{self.line}:{self.column}: error: {self.message}"
