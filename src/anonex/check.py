@@ -12,6 +12,7 @@ found in fingerprint documents (*read*) by release.
 from __future__ import annotations
 
 import copy
+import json
 import os
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from anonex.fingerprint.document import KernelRules
 from anonex.kernel.backend import ModelBackend
 from anonex.live import LiveUnavailable
 from anonex.observation import Backend
+from anonex.report.jsonout import trace_json
 from anonex.report.result import CheckResult, Diverging, KernelColumn
 from anonex.scenario.ast import Scenario
 from anonex.scenario.parser import parse_file
@@ -67,6 +69,7 @@ class Options:
     catalog: Catalog | None = None  # read each kernel's rules first (--rules-from-live)
     layout: str | None = None
     keep_runs: bool = False  # keep full traces of the real kernels and their model runs
+    draw: bool = False  # draw every model run for the HTML report (CheckResult.blobs)
 
 
 def check(scens: list[Scenario], kernels: list[RealKernel], opts: Options,
@@ -80,7 +83,8 @@ def check(scens: list[Scenario], kernels: list[RealKernel], opts: Options,
     diff_jobs: list[tuple[str, str, Future[tuple[Trace, list[Divergence]]]]] = []
     try:
         with ProcessPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
-            futures = [pool.submit(_model_matrix, s.path, models, opts.layout) for s in scens]
+            futures = [pool.submit(_model_matrix, s.path, models, opts.layout, opts.draw)
+                       for s in scens]
             for fut in futures:
                 fut.add_done_callback(lambda f: prog.done(len(models), "model"))
             for i, k in enumerate(kernels):
@@ -104,11 +108,13 @@ def check(scens: list[Scenario], kernels: list[RealKernel], opts: Options,
                 if divs:
                     result.diverging.append(Diverging(name, column, mt.backend, divs))
                 if opts.keep_runs:
-                    result.runs[(name, f"{mt.backend}/{column}")] = mt
+                    result.runs[(name, f"model@{column}")] = mt
             for s, fut in zip(scens, futures, strict=True):
-                for m, t in zip(models, fut.result(), strict=True):
+                for m, (t, blob) in zip(models, fut.result(), strict=True):
                     t.scenario = s
                     result.cells[(s.name, m.label)] = t
+                    if blob is not None:
+                        result.blobs[(s.name, m.label)] = blob
     finally:
         for k in kernels:
             if isinstance(k.backend, BootedKernel):
@@ -177,11 +183,23 @@ def _diff_with_model(lt: Trace, rules: KernelRules | None, keep: bool
     return (mt if keep else mt.light()), divs
 
 
-def _model_matrix(path: str, models: list[KernelRules], layout: str | None) -> list[Trace]:
-    """One scenario on the model at every version (in a worker process): light traces."""
+def _model_matrix(path: str, models: list[KernelRules], layout: str | None, draw: bool
+                  ) -> list[tuple[Trace, tuple[str, str] | None]]:
+    """One scenario on the model at every version (in a worker process): light traces,
+    each with its picture for the HTML report when *draw* (runs that observe the same at
+    several versions drawn once)."""
     scen = parse_file(path)
-    out = []
+    out: list[tuple[Trace, tuple[str, str] | None]] = []
+    drawn: dict[str, tuple[str, str]] = {}
     for m in models:
-        be = ModelBackend(m.version, layout=layout, rules=m.rules(), name=f"model@{m.label}")
-        out.append(run(scen, be, full=False).light())
+        be = ModelBackend(m.version, layout=layout, rules=m.rules(), name=f"model@{m.label}",
+                          detail=draw)
+        t = run(scen, be, full=draw)
+        blob = None
+        if draw:
+            from anonex.report.html import run_blob
+
+            sig = json.dumps(trace_json(t)["steps"], sort_keys=True, default=str)
+            blob = drawn.get(sig) or drawn.setdefault(sig, run_blob(t))
+        out.append((t.light(), blob))
     return out

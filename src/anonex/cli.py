@@ -122,6 +122,9 @@ def _layout(name: Layout | str | None) -> str | None:
 
 TraceOpt = Annotated[bool, typer.Option("--trace", help="print every step and page")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="write the run as one JSON document")]
+HtmlOpt = Annotated[Path | None, typer.Option(
+    "--html", metavar="FILE", help="also write the run as a page of pictures, step by step "
+                                   "(one self-contained HTML file)")]
 DotOpt = Annotated[bool, typer.Option("--dot", help="write the run as a Graphviz picture "
                                                      "(dot -Tsvg)")]
 
@@ -135,11 +138,14 @@ def run_cmd(
     as_json: JsonOpt = False,
     as_dot: DotOpt = False,
     layout: LayoutOpt = None,
+    html: HtmlOpt = None,
 ) -> None:
     """Run one scenario on the model at a kernel version."""
     scen = _parse_all(_collect([file]))[0]
-    t = run(scen, ModelBackend(_version(kernel), detail=show_trace or as_json,
+    t = run(scen, ModelBackend(_version(kernel), detail=show_trace or as_json or bool(html),
                                layout=_layout(layout)))
+    if html is not None:
+        _write_html(html, t)
     _emit_one(t, show_trace, as_json, as_dot)
 
 
@@ -151,13 +157,14 @@ BootOpt = Annotated[list[str] | None, typer.Option(
 
 @app.command("live")
 def live_cmd(file: FileArg, show_trace: TraceOpt = False, as_json: JsonOpt = False,
-             as_dot: DotOpt = False,
+             as_dot: DotOpt = False, html: HtmlOpt = None,
              boot: Annotated[str | None, typer.Option(
                  "--boot", metavar="IMAGE", help="run on this kernel, booted in a VM "
                  "(a kernel image or debian:NAME) instead of the running one")] = None
              ) -> None:
     """Run one scenario on the running kernel (needs root and /proc/kpageflags), or on a
-    kernel booted in a VM (--boot)."""
+    kernel booted in a VM (--boot). With --html, the page shows the model at the kernel's
+    version beside it, differences marked."""
     scen = _parse_all(_collect([file]))[0]
     from anonex.live import LiveUnavailable
 
@@ -180,7 +187,20 @@ def live_cmd(file: FileArg, show_trace: TraceOpt = False, as_json: JsonOpt = Fal
             b.close()
     if not as_json and not as_dot:
         _kernel_header(err, be.name, t.version, t.env)
+    if html is not None:
+        _write_html(html, run(scen, ModelBackend(t.version, detail=True)), t)
     _emit_one(t, show_trace, as_json, as_dot)
+
+
+def _write_html(path: Path, t: Trace, compare: Trace | None = None) -> None:
+    from anonex.report.html import render_run
+
+    try:
+        path.write_text(render_run(t, compare))
+    except OSError as e:
+        err.print(f"error: --html {path}: {e.strerror}", markup=False)
+        raise typer.Exit(2) from None
+    err.print(f"wrote {path}", markup=False)
 
 
 def _emit_one(t: Trace, show_trace: bool, as_json: bool, as_dot: bool = False) -> None:
@@ -217,6 +237,9 @@ def check_cmd(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="the whole matrix, and "
                                                                   "every divergence line")]
     = False,
+    html: Annotated[Path | None, typer.Option(
+        "--html", metavar="FILE", help="also write the check as one self-contained HTML "
+                                       "page: the matrix, each cell opening its run")] = None,
     layout: LayoutOpt = None,
     rules_from_live: Annotated[bool, typer.Option(
         "--rules-from-live", help="fingerprint each real kernel first, and diff it with the "
@@ -246,10 +269,20 @@ def check_cmd(
         live, live_why = _live_backend()
         kernels.append(RealKernel("live", live, live_why))
     kernels += [RealKernel(col, be) for col, be in booted]
-    opts = Options(models, read, catalog, _layout(layout))
+    opts = Options(models, read, catalog, _layout(layout), keep_runs=html is not None,
+                   draw=html is not None)
     with Progress(*Progress.get_default_columns(), MofNCompleteColumn(), console=err,
                   transient=True, disable=not err.is_terminal) as prog:
         result = check(scens, kernels, opts, _RichCheckProgress(prog))
+    if html is not None:
+        from anonex.report.html import render_check
+
+        try:
+            html.write_text(render_check(result))
+        except OSError as e:
+            err.print(f"error: --html {html}: {e.strerror}", markup=False)
+            raise typer.Exit(2) from None
+        err.print(f"wrote {html}", markup=False)
     if as_json:
         from anonex.report.jsonout import check_json
 

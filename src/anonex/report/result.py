@@ -5,7 +5,8 @@ reads this and nothing else.
 expectations were unobservable; no steps). ``runs`` holds full traces (every step and
 observation) for the cells a renderer may draw: the real kernels' runs, and, when asked for,
 the model's. ``divergences`` holds, per scenario and real-kernel column, the model run it was
-diffed with and every divergence, in step order.
+diffed with and every divergence, in step order. ``blobs`` holds the model's runs already
+drawn for the HTML report, where the full traces would not fit in memory.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ class CheckResult:
     cells: dict[tuple[str, str], Trace]  # (scenario name, column) -> light trace
     diverging: list[Diverging] = field(default_factory=list)
     runs: dict[tuple[str, str], Trace] = field(default_factory=dict)  # full traces
+    # runs drawn ahead for the HTML page (anonex.report.html.run_blob): digest, packed text
+    blobs: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
 
     @property
     def columns(self) -> list[str]:
