@@ -156,7 +156,10 @@ def matrix(console: Console, result: CheckResult, verbose: bool = False) -> None
 def details(console: Console, result: CheckResult, verbose: bool = False) -> None:
     """Every unexpected verdict with its reason, skips once per reason, each diverging
     scenario from its first diverging step (page ranges grouped), kernels not run."""
-    rtext.problems(console, result.cells)
+    if verbose:
+        rtext.problems(console, result.cells)
+    else:
+        _problems_short(console, result)
     lines = rtext.MAX_DIVERGENCE_LINES if verbose else 6
     for d in result.diverging:
         rtext.divergences(console, d.scenario, d.model, d.column, d.divergences, lines)
@@ -165,6 +168,31 @@ def details(console: Console, result: CheckResult, verbose: bool = False) -> Non
             what = "live kernel" if k.column == "live" else f"booted kernel {k.column}"
             verb = "not run" if k.version is None else "stopped early"
             console.print(f"[yellow]{what} {verb}[/]: {escape(k.not_run)}")
+
+
+def _problems_short(console: Console, result: CheckResult) -> None:
+    """Every unexpected verdict with its reason; skips as one line per reason, with how
+    many runs and on which columns (``--verbose`` names every run)."""
+    skips: dict[str, list[str]] = {}
+    for (name, col), t in result.cells.items():
+        if not t.as_expected:
+            console.print(f"[bold red]{t.verdict}[/] {escape(name)} on {escape(col)}: "
+                          f"{escape(t.reason)}")
+        elif t.verdict == "skip":
+            skips.setdefault(t.skip_reason or t.reason, []).append(col)
+    width = console.width or 80
+    for reason, cols in skips.items():
+        where = ", ".join(dict.fromkeys(cols))
+        head = f"skip ×{len(cols)} on {where}: "
+        line = Text(head, style="yellow")
+        line.append(shorten_end(reason, max(10, width - len(head))))
+        console.print(line, no_wrap=True, overflow="crop")
+
+
+def shorten_end(text: str, width: int) -> str:
+    """*text* on one line of at most *width* characters, cut at the end."""
+    one = " ".join(text.split())
+    return one if len(one) <= width else one[:width - 1] + "…"
 
 
 def totals(console: Console, result: CheckResult) -> None:
