@@ -189,3 +189,26 @@ def test_page_types_does_not_import_the_rest() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert "LOADED []" in out, out
+
+
+def test_html_pages_from_the_command_line(tmp_path: Path) -> None:
+    page = tmp_path / "cve.html"
+    r = runner.invoke(app, ["run", str(LIBRARY / "vmsplice-unmap-child.cow"), "-k", "5.4",
+                            "--html", str(page)])
+    assert r.exit_code == 0, r.output
+    text = page.read_text()
+    assert "vmsplice() + unmap in child" in text and "P1: vmsplice A -&gt; pipe" in text
+    check = tmp_path / "check.html"
+    r = runner.invoke(app, ["check", "--no-live", "-k", "6.15", "-k", "6.16", "--html",
+                            str(check), str(LIBRARY / "vmsplice-unmap-child.cow"),
+                            str(LIBRARY / "predictions")])
+    assert r.exit_code == 0, r.output
+    html = check.read_text()
+    # every model cell opens its run, drawn in the worker; 6.15 and 6.16 have the same
+    # rules, so most runs are stored once (an expectation's "not on 6.15" differs)
+    blobs = html.count('type="application/x-anonex-run"')
+    assert "p03-fork-unpinned" in html and 21 <= blobs < 42, blobs
+    assert "https://" not in html and "http://" not in html
+    bad = runner.invoke(app, ["run", str(LIBRARY / "vmsplice-unmap-child.cow"), "--html",
+                              str(tmp_path / "no" / "such" / "dir.html")])
+    assert bad.exit_code == 2 and "Traceback" not in bad.output
