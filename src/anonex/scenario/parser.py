@@ -370,7 +370,14 @@ def check(scen: ast.Scenario, text: str = "") -> None:
     vars_: set[str] = set()
     labels: set[str] = set()
 
+    exited: dict[str, int] = {}  # process -> the line of its exit
+    gone: dict[str, str] = {}  # handle -> how and where it was used up
+
     def need_proc(name: str | None, pos: ast.Pos) -> None:
+        if name is not None and name in exited:
+            alive = ", ".join(sorted(procs - set(exited))) or "none"
+            raise _err(scen, text, pos, f"process {name} exited at line {exited[name]}; "
+                                        f"expected a live process ({alive})")
         if name is not None and name not in procs:
             known = ", ".join(sorted(procs))
             raise _err(scen, text, pos, f"process {name} does not exist here; "
@@ -395,6 +402,10 @@ def check(scen: ast.Scenario, text: str = "") -> None:
     def need_handle(name: str | None, kind: str, pos: ast.Pos) -> None:
         if name is None:
             return
+        if name in gone and handles.get(name) == kind:
+            again = "vmsplice … -> " if kind == "pipe" else "pin … -> "
+            raise _err(scen, text, pos, f"'{name}' {gone[name]}; expected a {kind} that is "
+                                        f"still there ('{again}{name}' makes a new one)")
         if handles.get(name) != kind:
             what = "pipe (from 'vmsplice … -> NAME')" if kind == "pipe" else \
                 "pin handle (from 'pin … -> NAME')"
@@ -432,15 +443,23 @@ def check(scen: ast.Scenario, text: str = "") -> None:
             if op == "vmsplice":
                 assert st.name is not None
                 handles[st.name] = "pipe"
+                gone.pop(st.name, None)
             elif op == "pin":
                 assert st.name is not None
                 if {"ro", "rw"} <= st.pinopts:
                     raise _err(scen, text, pos, "a pin is either ro or rw, not both")
                 handles[st.name] = "pin"
+                gone.pop(st.name, None)
             elif op in ("unpin", "dma_write", "dma_read"):
                 need_handle(st.name, "pin", pos)
+                if op == "unpin" and st.name is not None:
+                    gone[st.name] = f"was unpinned at line {pos.line}"
             elif op == "read_handle":
                 need_handle(st.name, "pipe", pos)
+                if st.name is not None:
+                    gone[st.name] = f"was read at line {pos.line} (reading a pipe empties it)"
+            if op == "exit" and st.proc is not None:
+                exited[st.proc] = pos.line
             if st.var is not None:
                 vars_.add(st.var)
             if st.label is not None:
