@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from anonex.cli import app
@@ -212,3 +213,16 @@ def test_html_pages_from_the_command_line(tmp_path: Path) -> None:
     bad = runner.invoke(app, ["run", str(LIBRARY / "vmsplice-unmap-child.cow"), "--html",
                               str(tmp_path / "no" / "such" / "dir.html")])
     assert bad.exit_code == 2 and "Traceback" not in bad.output
+
+
+def test_live_without_the_live_kernel_exits_4_and_says_why(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """kselftest's skip code, and the reason (here: as if not root)."""
+    monkeypatch.setattr("anonex.live.available", lambda: (False, "needs root (euid 1000)"))
+    r = runner.invoke(app, ["live", str(LIBRARY / "basic-cow-after-fork.cow")])
+    assert r.exit_code == 4 and "needs root (euid 1000)" in r.output
+    assert r.exception is None or isinstance(r.exception, SystemExit)
+    r = runner.invoke(app, ["check", "--tap", "-k", "6.18",
+                            str(LIBRARY / "basic-cow-after-fork.cow")])
+    assert r.exit_code == 0, r.output  # the running kernel unavailable is a skip
+    assert "ok 2 live kernel # SKIP needs root (euid 1000)" in r.output
