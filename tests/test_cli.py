@@ -226,3 +226,15 @@ def test_live_without_the_live_kernel_exits_4_and_says_why(
                             str(LIBRARY / "basic-cow-after-fork.cow")])
     assert r.exit_code == 0, r.output  # the running kernel unavailable is a skip
     assert "ok 2 live kernel # SKIP needs root (euid 1000)" in r.output
+
+
+def test_run_json_carries_findings_as_data(tmp_path: Path) -> None:
+    f = tmp_path / "leak.cow"
+    f.write_text('P0: mmap A anon 1\nP0: write A "old"\nP0: fork P1\nP1: vmsplice A -> pipe\n'
+                 'P1: munmap A\nP0: write A "new"\nP1: read pipe -> seen\n'
+                 'expect bug "no-leak"\n')
+    r = runner.invoke(app, ["run", str(f), "-k", "5.4", "--json"])
+    assert r.exit_code == 0, r.output  # the leak is expected, by its property's name
+    doc = json.loads(r.stdout)
+    (found,) = [x for s in doc["steps"] for x in s["findings"]]
+    assert found["property"] == "no-leak" and found["line"] == 7

@@ -150,9 +150,9 @@ def _successors(space: Space, w: World) -> set[tuple[bytes, frozenset[str]]]:
         o = space.step(w, a)
         if o is None:
             continue
-        props = {p for p, _ in o.findings}
+        props = {f.property for f in o.findings}
         if not o.crashed:
-            props |= {p for p, _ in space.check(o.world, o.checked)}
+            props |= {f.property for f in space.check(o.world, o.checked)}
         out.add((b"" if o.crashed else space.key(o.world), frozenset(props)))
     return out
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol
 
+from anonex.findings import Finding
 from anonex.scenario.ast import Scenario, Step
 from anonex.versions import KernelVersion
 
@@ -58,13 +59,16 @@ class PageObs:
 @dataclass(slots=True)
 class StepResult:
     """What one step returned: a value read (``read``, ``peek``, ``dma-read`` …), the fault
-    count of the access (0 or 1; for a labelled step), and why it could not run, if so."""
+    count of the access (0 or 1; for a labelled step), why it could not run, if so, and the
+    promises it broke: ``findings`` (by property, see :mod:`anonex.findings`) and
+    ``finding``, their messages joined by ``"; "`` (what the reports print)."""
 
     value: str | None = None
     faults: int | None = None
     skipped: str | None = None
     error: str | None = None
     finding: str | None = None  # a KernelBug or an invariant broken by this step
+    findings: tuple[Finding, ...] = ()
 
 
 class Unsupported(Exception):

@@ -83,7 +83,7 @@ class MMStateMachine(RuleBasedStateMachine):
         self.path: list[Action] = []
         self._pending: list[properties.Finding] = []
         names = self.check or properties.ALWAYS_NAMES
-        self._props = frozenset(names)
+        self._props = frozenset((*names, properties.MODEL_ERROR))  # a bug of anonex: always
 
     @rule(data=st.data())
     def step(self, data: st.DataObject) -> None:
@@ -97,14 +97,14 @@ class MMStateMachine(RuleBasedStateMachine):
         if o is None:
             return
         self.path.append(a)
-        self._pending = [f for f in o.findings if f[0] in self._props]
+        self._pending = [f for f in o.findings if f.property in self._props]
         if o.crashed:  # a kernel BUG: the state is half-updated, do not go on from it
             self._fail(self._pending)
             self.path.pop()
             return
         self.world = o.world
         self._pending += [f for f in self.space.check(self.world, o.checked)
-                          if f[0] in self._props]
+                          if f.property in self._props]
 
     @invariant()
     def always(self) -> None:
@@ -119,7 +119,8 @@ class MMStateMachine(RuleBasedStateMachine):
 
     def _fail(self, findings: list[properties.Finding]) -> None:
         path = tuple(self.path)
-        for prop, msg in findings:
+        for f in findings:
+            prop, msg = f.property, f.message
             if self.known:
                 v = Violation(prop, msg, path)
                 kind = cex.scenario_text(self.space, v)[2]

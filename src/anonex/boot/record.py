@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from anonex.findings import Finding
 from anonex.live import LiveUnavailable
 from anonex.observation import Backend, PageObs, StepResult, Unsupported
 from anonex.scenario.ast import Scenario, Step
@@ -53,11 +54,13 @@ def obs_from_json(values: list[Any]) -> PageObs:
 
 
 def result_to_json(r: StepResult) -> dict[str, Any]:
-    return {k: v for k, v in dataclasses.asdict(r).items() if v is not None}
+    return {k: v for k, v in dataclasses.asdict(r).items() if v is not None and v != ()}
 
 
 def result_from_json(d: dict[str, Any]) -> StepResult:
-    return StepResult(**d)
+    fields = dict(d)
+    findings = tuple(Finding(**f) for f in fields.pop("findings", ()))
+    return StepResult(**fields, findings=findings)
 
 
 def _raised(e: BaseException) -> Event:

@@ -28,14 +28,13 @@ from anonex.explore import properties
 from anonex.explore.search import Violation
 from anonex.explore.space import COMMON_OPS, OPS, Action, Bounds, setup_steps, to_step
 from anonex.explore.world import Space, World
+from anonex.findings import PROPERTIES
 from anonex.kernel.backend import ModelBackend
 from anonex.kernel.rmap import maps_page_at
 from anonex.scenario import ast
 from anonex.scenario.parser import parse, parse_file
 from anonex.scenario.runner import Trace, run
 from anonex.versions import KernelVersion
-
-_DOC = {p.name: p.doc for p in properties.ALWAYS}
 
 
 @dataclass(slots=True)
@@ -182,10 +181,10 @@ def scenario_text(space: Space, v: Violation, known: str = "",
             st = to_step(a, f"v{n}")
         body.append(st.text())
     if obs:
-        body.append(f"# {v.prop}: {_DOC[v.prop]}")
+        body.append(f"# {v.prop}: {PROPERTIES[v.prop].promise}")
         body.extend(obs)
     else:
-        body.append(f"# {v.prop}: {_DOC[v.prop]} -- the last step breaks it")
+        body.append(f"# {v.prop}: {PROPERTIES[v.prop].promise} -- the last step breaks it")
     how = origin or f"breadth-first: a shortest path ({len(v.path)} steps)"
     about = (f"Found by anonex explore on the model at {version}, {how} to a state that "
              f"breaks '{v.prop}'. Bound: {bounds.describe()}.")
@@ -195,21 +194,23 @@ def scenario_text(space: Space, v: Violation, known: str = "",
     return "\n".join(head + body) + "\n", title, kind
 
 
-_STRIP = ("pin coherence broken: ", "isolation broken: ", "leak: ")
+# the opening words of a message, left out of the title (its head says what broke); only
+# the title's wording depends on them
+_OPENING = re.compile(r"(leak|(pin coherence|isolation|writable ⇒ exclusive|pinned ⇒ exclusive"
+                      r"|swap sanity|free sanity) broken): ")
 
 
 def _title(space: Space, w: World, v: Violation) -> str:
     """What happened, in one line."""
     bounds = space.bounds
     what = humanize(bounds, v.message)
-    for p in _STRIP:
-        what = what.removeprefix(p)
-    for prefix, _ in properties._PREFIXES:
-        if what.startswith(prefix + " broken: "):
-            what = what[len(prefix) + len(" broken: "):]
+    m = _OPENING.match(what)
+    if m:
+        what = what[m.end():]
     what = re.sub(r" \(pfn#[0-9+]+\)", "", what).removesuffix(" (wrong COW)")
     head = {"no-leak": "leak", "pin-coherence": "wrong COW", "isolation": "isolation broken",
-            "no-kernel-bug": "kernel BUG"}.get(v.prop, f"{v.prop} broken")
+            "no-kernel-bug": "kernel BUG", "model-error": "model error (a bug of anonex)"
+            }.get(v.prop, f"{v.prop} broken")
     head += f" at {space.version}"
     if v.ops:
         head += " (" + ", ".join(sorted(v.ops, key=lambda o: OPS.index(o))) + ")"
@@ -237,12 +238,12 @@ def violates(space: Space, path: tuple[Action, ...], prop: str) -> bool:
         if o is None:
             return False
         last = i == len(path) - 1
-        if any(f[0] == prop for f in o.findings):
+        if any(f.property == prop for f in o.findings):
             return last
         if o.crashed:
             return False
         w = o.world
-        bad = any(f[0] == prop for f in space.check(w, o.checked))
+        bad = any(f.property == prop for f in space.check(w, o.checked))
         if bad:
             return last
     return False
@@ -297,30 +298,12 @@ def trace_properties(t: Trace) -> set[str]:
     ``expectation`` when an expectation failed."""
     out: set[str] = set()
     for rec in t.steps:
-        f = rec.result.finding
-        if f:
-            out.update(classify_text(part) for part in f.split("; "))
+        out.update(f.property for f in rec.result.findings)
         if any(e.result == "fail" for e in rec.expects):
             out.add("expectation")
     if any(e.result == "fail" for e in t.initial_expects):
         out.add("expectation")
     return out
-
-
-def classify_text(text: str) -> str:
-    """The property named by the first finding in *text* (a run's failure reason)."""
-    best: tuple[int, str] | None = None
-    for prefix, name in properties._PREFIXES:
-        i = text.find(prefix)
-        if i >= 0 and (best is None or i < best[0]):
-            best = (i, name)
-    if best is not None:
-        return best[1]
-    if "BUG" in text or "VM_WARN" in text:
-        return "no-kernel-bug"
-    if "expect" in text:
-        return "expectation"
-    return "accounting"
 
 
 def make(space: Space, v: Violation, origin: str = "") -> Counterexample:
@@ -433,6 +416,6 @@ def known_behaviour(version: KernelVersion, v: Violation, kind: str) -> str:
     return best[2] if best else ""
 
 
-__all__ = ["COMMON_OPS", "Counterexample", "classify_text", "known_behaviour", "make",
+__all__ = ["COMMON_OPS", "Counterexample", "known_behaviour", "make",
            "minimize", "replay", "replay_world", "scenario_text", "trace_properties",
            "violates"]

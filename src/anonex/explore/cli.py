@@ -269,7 +269,8 @@ def _print_summary(console: Console, space: Space, res: Result,
     t.add_column("property")
     t.add_column("kind")
     t.add_column("result")
-    for p in res.always:
+    # a model error is reported whatever was selected
+    for p in (*res.always, *(q for q in res.violations if q not in res.always)):
         vs = res.violations.get(p)
         if not vs:
             t.add_row(p, "always", "[green]holds[/]")

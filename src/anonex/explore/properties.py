@@ -1,10 +1,12 @@
 """What the explorer checks: "always" properties (DESIGN §3) and "sometimes" properties.
 
 **Always** properties must hold in every reachable state; a state that breaks one is a
-counterexample. The structural ones come from :func:`anonex.kernel.invariants.check`
-(classified by what they report), the data ones compare the model with the oracle in every
-state, as if every process read every page, every pipe were read and every pin were
-read by the device right now — so a search needs no read steps to find a leak:
+counterexample. They are the registry :data:`anonex.findings.PROPERTIES` (one definition
+each); every check reports :class:`~anonex.findings.Finding` objects by property name.
+The structural ones come from :func:`anonex.kernel.invariants.check`, the data ones compare
+the model with the oracle in every state, as if every process read every page, every pipe
+were read and every pin were read by the device right now — so a search needs no read steps
+to find a leak:
 
 ================== ==================================================================
 no-kernel-bug      the model reached a kernel ``BUG_ON``/``VM_BUG_ON``
@@ -20,6 +22,9 @@ ksm-not-exclusive  a KSM page carries PG_anon_exclusive
 accounting         refcounts, mapcounts and slots do not match the page tables
 ================== ==================================================================
 
+A Python exception inside the model is no property of the kernel: it is a ``model-error``
+finding, reported whatever properties are selected.
+
 **Sometimes** properties must hold in *some* reachable state; they show that the search
 reaches the situations the always properties are about, so that a pass is not vacuous.
 Each names the operations and region kinds it needs and the kernels on which it can hold
@@ -31,62 +36,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from anonex.findings import ISOLATION, MODEL_ERROR, NO_LEAK, PROPERTIES, Finding, Property
 from anonex.kernel.folio import Folio
+from anonex.kernel.invariants import pin_coherence
 from anonex.kernel.oracle import Oracle
 from anonex.kernel.pgtable import DeviceExclusivePte, MigrationPte, Pmd, Pte, SwapPte
-from anonex.kernel.rmap import maps_page_at
 from anonex.kernel.state import HPAGE_PMD_NR, Kernel
 from anonex.kernel.versions import Rules
 
-
-@dataclass(frozen=True, slots=True)
-class Always:
-    """An always property: its name and what it means."""
-
-    name: str
-    doc: str
-
-
-ALWAYS: tuple[Always, ...] = (
-    Always("no-kernel-bug", "the model never reaches a kernel BUG_ON/VM_BUG_ON"),
-    Always("no-leak", "a pipe shows only what its page's owner had there"),
-    Always("isolation", "every process reads what it wrote or inherited"),
-    Always("pin-coherence", "a pinned page stays the page its owner maps, with its data"),
-    Always("writable-exclusive", "a writable private anon page is PG_anon_exclusive (5.19+)"),
-    Always("pinned-exclusive", "a pinned anon page is PG_anon_exclusive (5.19+)"),
-    Always("swap-sanity", "no swap entry leads to an exclusive swap-cache page"),
-    Always("free-sanity", "a freed page carries no PG_anon_exclusive"),
-    Always("ksm-not-exclusive", "a KSM page is never PG_anon_exclusive"),
-    Always("accounting", "refcounts and mapcounts match page tables, pipes, pins, swap"),
-)
+# the properties a search checks and -p selects (a model error is reported whatever is
+# selected: see _Check.relevant in search.py)
+ALWAYS: tuple[Property, ...] = tuple(p for p in PROPERTIES.values() if p.name != MODEL_ERROR)
 ALWAYS_NAMES = tuple(p.name for p in ALWAYS)
-
-# invariants.check() and the backend report findings as text; their first words say
-# which promise broke.
-_PREFIXES: tuple[tuple[str, str], ...] = (
-    ("writable ⇒ exclusive", "writable-exclusive"),
-    ("pinned ⇒ exclusive", "pinned-exclusive"),
-    ("swap sanity", "swap-sanity"),
-    ("free sanity", "free-sanity"),
-    ("KSM page", "ksm-not-exclusive"),
-    ("accounting", "accounting"),
-    ("use after free", "accounting"),
-    ("isolation broken", "isolation"),
-    ("leak", "no-leak"),
-    ("pin coherence broken", "pin-coherence"),
-)
-
-Finding = tuple[str, str]
-"""(property name, what happened)."""
-
-
-def classify(message: str) -> str:
-    """The property a finding's text reports (``accounting`` for the rest of the
-    structural checks, e.g. a swap entry without a slot)."""
-    for prefix, name in _PREFIXES:
-        if message.startswith(prefix):
-            return name
-    return "accounting"
 
 
 def read_view(k: Kernel, mm_name: str, vpn: int) -> str | None:
@@ -127,34 +88,17 @@ def check_data(k: Kernel, oracle: Oracle, vpns: tuple[int, ...]) -> list[Finding
                 continue
             got = read_view(k, name, vpn)
             if got is not None and got != want:
-                out.append(("isolation", f"isolation broken: {name} would read {got!r} at "
-                                         f"{vpn:#x}, but its memory holds {want!r}"))
+                out.append(Finding(ISOLATION, f"isolation broken: {name} would read {got!r} "
+                                              f"at {vpn:#x}, but its memory holds {want!r}"))
     for pname, pipe in k.pipes.items():
         orefs = oracle.pipes.get(pname, [])
         for i, (ref, oref) in enumerate(zip(pipe.refs, orefs, strict=False)):
             if ref.page.data not in oref.accepted:
-                out.append(("no-leak", f"leak: pipe '{pname}' page {i} shows "
-                                       f"{ref.page.data!r}, which {oref.mm} never had there "
-                                       f"(it may see {sorted(oref.accepted)})"))
-    for hname, orefs in oracle.pins.items():
-        pin = k.pins.get(hname)
-        if pin is None:
-            continue
-        for i, (ref, oref) in enumerate(zip(pin.refs, orefs, strict=False)):
-            if not oref.attached or oref.mm not in k.mms:
-                continue
-            page = ref.page
-            if not maps_page_at(k, oref.mm, oref.vpn, page):
-                out.append(("pin-coherence", f"pin coherence broken: {oref.mm} no longer maps "
-                                             f"the page pinned by '{hname}' ({page.name}) at "
-                                             f"{oref.vpn:#x}: the kernel replaced it behind "
-                                             "the pin (wrong COW)"))
-                continue
-            want = mem.get((oref.mm, oref.vpn))
-            if want is not None and page.data != want:
-                out.append(("pin-coherence", f"pin coherence broken: pin '{hname}' page {i} "
-                                             f"holds {page.data!r}, but {oref.mm} reads "
-                                             f"{want!r} there"))
+                out.append(Finding(NO_LEAK, f"leak: pipe '{pname}' page {i} shows "
+                                            f"{ref.page.data!r}, which {oref.mm} never had "
+                                            f"there (it may see {sorted(oref.accepted)})",
+                                   page=ref.page.name))
+    out.extend(pin_coherence(k, oracle))
     return out
 
 
@@ -320,5 +264,5 @@ SOMETIMES: tuple[Sometimes, ...] = (
 SOMETIMES_NAMES = tuple(s.name for s in SOMETIMES)
 ALL_NAMES = ALWAYS_NAMES + SOMETIMES_NAMES
 
-__all__ = ["ALWAYS", "ALWAYS_NAMES", "SOMETIMES", "Always", "Finding", "Pmd", "Sometimes",
-           "check_data", "classify", "read_view"]
+__all__ = ["ALWAYS", "ALWAYS_NAMES", "MODEL_ERROR", "SOMETIMES", "Finding", "Pmd", "Property",
+           "Sometimes", "check_data", "read_view"]

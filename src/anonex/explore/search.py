@@ -160,7 +160,10 @@ class _Check:
         self.per_property = max(1, opts.per_property)
 
     def relevant(self, findings: list[properties.Finding]) -> list[properties.Finding]:
-        return [f for f in findings if f[0] in self._always]
+        """The findings of the selected properties, and every model error (a bug of
+        anonex is reported whatever the selection)."""
+        return [f for f in findings if f.property in self._always or
+                f.property == properties.MODEL_ERROR]
 
     def hits(self, w: World, skip: set[str]) -> list[str]:
         """The sometimes properties *w* satisfies (not counting those reached already or
@@ -173,8 +176,9 @@ class _Check:
         """Keep a counterexample per property and minimal set of mechanisms: the least
         path for each set, none whose set contains another's (it adds nothing), at most
         ``per_property`` of them, shortest first."""
-        for prop, msg in findings:
-            v = Violation(prop, msg, path)
+        for f in findings:
+            prop = f.property
+            v = Violation(prop, f.message, path)
             old = self.found.setdefault(prop, [])
             ops = v.ops
             keep: list[Violation] = []
@@ -637,7 +641,7 @@ def _random(space: Space, opts: Options, chk: _Check, clock: _Clock, res: Result
             fps.update(seen)
             for prop, vs in found.items():
                 for m, path in vs:
-                    chk.offer([(prop, m)], path)
+                    chk.offer([properties.Finding(prop, m)], path)
             for name, path in reached.items():
                 chk.reach([name], path)
             res.max_depth = max(res.max_depth, depth)

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 from anonex.explore import canon, properties
 from anonex.explore.clone import clone_kernel, clone_oracle
-from anonex.explore.properties import Finding
 from anonex.explore.space import PIN_OPTS, Action, Bounds, order, setup_steps, to_step
+from anonex.findings import Finding, model_error
 from anonex.kernel import invariants
 from anonex.kernel.backend import ModelBackend
 from anonex.kernel.errors import KernelBug, Segfault
@@ -282,21 +282,20 @@ class Space:
         except (Segfault, Unsupported, NotImplementedError):
             return None
         except KernelBug as bug:
-            return Outcome(w2, [("no-kernel-bug", bug.describe())], crashed=True)
+            return Outcome(w2, [bug.finding()], crashed=True)
         except Exception as e:  # a bug of the model itself: report it, do not stop
-            return Outcome(w2, [("no-kernel-bug", f"the model failed: "
-                                                   f"{type(e).__name__}: {e}")], crashed=True)
+            return Outcome(w2, [model_error(e, f"step '{st.text()}'")], crashed=True)
         if res.error is not None or res.skipped is not None:
             return None
         if a[0] == "fork":
             w2.next_proc += 1
         out = Outcome(w2)
-        if res.finding is not None:
-            out.findings.append((properties.classify(res.finding), res.finding))
+        if res.findings:
+            out.findings.extend(res.findings)
         k = be.k
         if k.freed:  # free sanity looks at what this step freed
             w2.garbage.extend(k.freed)
-            out.findings.extend((properties.classify(m), m) for m in invariants.check(k))
+            out.findings.extend(invariants.check(k))
             out.checked = True
         return out
 
@@ -306,7 +305,7 @@ class Space:
         k = w.be.k
         out: list[Finding] = []
         if not checked:
-            out.extend((properties.classify(m), m) for m in invariants.check(k))
+            out.extend(invariants.check(k))
         out.extend(properties.check_data(k, w.be.oracle, self._vpns))
         return out
 

@@ -3,14 +3,18 @@
 Each step becomes the system calls and kernel paths it stands for (a ``write`` is a user
 store that may fault, ``vmsplice`` is GUP with FOLL_GET, ``pin`` is io_uring's
 FOLL_PIN|FOLL_LONGTERM|FOLL_WRITE, ``peek`` is process_vm_readv's remote R/O FOLL_PIN …).
-After every step the structural invariants are checked, and every value read is compared
-with the oracle; a broken promise or a ``KernelBug`` becomes the step's finding.
+After every step the structural invariants and pin coherence are checked, and every value
+read is compared with the oracle; a broken promise or a ``KernelBug`` becomes the step's
+finding (:class:`~anonex.findings.Finding`, by property). A step the model cannot take (a
+pipe read twice, a pin used after unpin) is an error of that step; any other exception
+inside the model is a ``model-error`` finding: a bug of anonex, not of the kernel.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from anonex.findings import Finding, join, model_error
 from anonex.kernel import flags as pf
 from anonex.kernel import invariants
 from anonex.kernel.errors import KernelBug, Segfault
@@ -36,7 +40,6 @@ from anonex.kernel.mmap import exit_mmap, mmap_anon, mremap, munmap
 from anonex.kernel.mprotect import mprotect
 from anonex.kernel.oracle import Oracle
 from anonex.kernel.pgtable import Entry, MigrationPte, Pmd, Pte, SwapPte
-from anonex.kernel.rmap import maps_page_at
 from anonex.kernel.state import (
     HPAGE_PMD_NR,
     MM,
@@ -67,6 +70,14 @@ def _needs_detail(scen: ast.Scenario) -> bool:
             return walk(c.cond)
         return isinstance(c, ast.Kpf | ast.PageTypes | ast.MemoryFailure)
     return any(isinstance(s, ast.Expect) and walk(s.cond) for s in scen.stmts)
+
+
+def _found(value: str | None = None, faults: int | None = None,
+          problem: Finding | None = None) -> StepResult:
+    """A step's result, with the broken promise it observed, if one."""
+    if problem is None:
+        return StepResult(value=value, faults=faults)
+    return StepResult(value=value, faults=faults, finding=problem.message, findings=(problem,))
 
 
 def join_tags(tags: list[str]) -> str:
@@ -118,18 +129,22 @@ class ModelBackend:
         return {"backend": "model", "kernel": str(self.version), "layout": self.k.layout.name}
 
     def step(self, st: ast.Step) -> StepResult:
-        # the live backend drains every CPU's LRU add batch before each step (move_pages)
-        lru_add_drain(self.k)
+        line = st.pos.line
         try:
+            # the live backend drains every CPU's LRU add batch before each step
+            # (move_pages)
+            lru_add_drain(self.k)
             res = self.apply(st)
+            problems = invariants.check(self.k) + invariants.pin_coherence(self.k, self.oracle)
         except Segfault as fault:
             return StepResult(error=str(fault))
         except KernelBug as bug:
-            return StepResult(finding=bug.describe())
-        problems = invariants.check(self.k) + self._pin_coherence()
-        if problems and res.finding is None:
-            res.finding = "; ".join(problems)
-        return res
+            return _with_findings(StepResult(), [bug.finding()], line)
+        except Unsupported:
+            raise
+        except Exception as e:  # a bug of the model itself: never a finding about the kernel
+            return _with_findings(StepResult(), [model_error(e, f"step '{st.text()}'")], line)
+        return _with_findings(res, list(res.findings) or problems, line)
 
     def observe(self) -> list[PageObs]:
         out: list[PageObs] = []
@@ -170,7 +185,9 @@ class ModelBackend:
                 extra=self._extra(page, f.refcount, f.pincount, e.write, e.dirty, False),
             )
         if isinstance(e, SwapPte):
-            s = self.k.swap[e.slot]
+            s = self.k.swap.get(e.slot)
+            if s is None:  # a broken model (the invariants report it): observe, not crash
+                return PageObs(mm.name, region, i, "swapped", extra={"slot": e.slot})
             data = s.cache.pages[0].data if s.cache is not None else s.data[0]
             return PageObs(mm.name, region, i, "swapped", data=data,
                            extra={"swp_exclusive": e.exclusive, "slot": e.slot,
@@ -190,20 +207,6 @@ class ModelBackend:
             ex["kpf"] = stable_page_flags(page, self.k.rules)
             ex["memory_failure"] = identify_page_state(page)
         return ex
-
-    def _pin_coherence(self) -> list[str]:
-        out: list[str] = []
-        for name, i, mmname, vpn in self.oracle.pins_attached():
-            pin = self.k.pins.get(name)
-            mm = self.k.mms.get(mmname)
-            if pin is None or mm is None:
-                continue
-            page = pin.refs[i].page
-            if not maps_page_at(self.k, mmname, vpn, page):
-                out.append(f"pin coherence broken: {mmname} no longer maps the page pinned "
-                           f"by '{name}' ({page.name}) at {vpn:#x}: the kernel replaced it "
-                           "behind the pin (wrong COW)")
-        return out
 
     # -- steps ----------------------------------------------------------------------------
 
@@ -291,8 +294,7 @@ class ModelBackend:
                     got = self._load(mm, vpn)
                     tags.append(got)
                     problem = problem or self.oracle.check_read(mm.name, vpn, got, st.text())
-            return StepResult(value=join_tags(tags) if op == "read" else None, faults=faults,
-                              finding=problem)
+            return _found(join_tags(tags) if op == "read" else None, faults, problem)
         if op == "fork":
             parent = self._mm(st.proc)
             assert st.target is not None
@@ -356,6 +358,9 @@ class ModelBackend:
             mm = self._mm(st.proc)
             vpns = self._vpns(st.loc)
             assert st.name is not None
+            if st.name in k.pipes:
+                raise Unsupported(f"vmsplice into pipe {st.name!r}, which holds pages already: "
+                                  "not in the model (one vmsplice per pipe until it is read)")
             pages = self._gup(mm, vpns, FOLL_GET)
             k.pipes[st.name] = Pipe([PageRef(p, mm.name, v) for p, v in zip(pages, vpns,
                                                                              strict=True)],
@@ -365,12 +370,15 @@ class ModelBackend:
         if op == "read_handle":
             self._mm(st.proc)
             assert st.name is not None
-            pipe = k.pipes.pop(st.name)
+            pipe = k.pipes.pop(st.name, None)
+            if pipe is None:
+                return StepResult(error=f"read {st.name!r}: no pipe of that name holds pages "
+                                        "(never filled, or read already)")
             tags = [ref.page.data for ref in pipe.refs]
             problem = self.oracle.check_pipe(st.name, tags)
             for ref in pipe.refs:
                 put_page(k, ref.page)
-            return StepResult(value=join_tags(tags), finding=problem)
+            return _found(join_tags(tags), None, problem)
         if op == "pin":
             mm = self._mm(st.proc)
             vpns = self._vpns(st.loc)
@@ -402,17 +410,18 @@ class ModelBackend:
                 return StepResult(error=f"unpin {st.name!r}: nothing is registered")
             self._release_pin(st.name)  # IORING_UNREGISTER_BUFFERS: for every holder
             return StepResult()
-        if op == "dma_write":
+        if op in ("dma_write", "dma_read"):
             assert st.name is not None
-            for ref in k.pins[st.name].refs:
+            held = k.pins.get(st.name)
+            if held is None:
+                return StepResult(error=f"{op.replace('_', '-')} {st.name!r}: nothing is "
+                                        "registered (never pinned, or unpinned)")
+            if op == "dma_read":  # pin coherence is checked after the step, as always
+                return StepResult(value=join_tags([ref.page.data for ref in held.refs]))
+            for ref in held.refs:
                 ref.page.data = st.tag or ""
             self.oracle.dma_write(st.name, st.tag or "")
             return StepResult()
-        if op == "dma_read":
-            assert st.name is not None
-            tags = [ref.page.data for ref in k.pins[st.name].refs]
-            return StepResult(value=join_tags(tags),
-                              finding=self.oracle.check_pin(st.name, tags))
         if op in ("dio_read", "dio_write"):
             before = k.nr_faults
             mm = self._mm(st.proc)
@@ -430,8 +439,8 @@ class ModelBackend:
                     tags.append(p.data)
                     problem = problem or self.oracle.check_read(mm.name, v, p.data, st.text())
                 self._put(p, kind)
-            return StepResult(value=None if write else join_tags(tags), finding=problem,
-                              faults=int(k.nr_faults > before))
+            return _found(None if write else join_tags(tags), int(k.nr_faults > before),
+                         problem)
         if op in ("peek", "poke", "force_write"):
             before = k.nr_faults
             self._mm(st.proc)
@@ -457,8 +466,7 @@ class ModelBackend:
                 self._put(p, kind)
             # since 5.9 the faults GUP takes in the target count against the caller
             faults = int(k.nr_faults > before) if r.remote_faults_to_caller else 0
-            return StepResult(value=join_tags(tags) if op == "peek" else None,
-                              finding=problem, faults=faults)
+            return _found(join_tags(tags) if op == "peek" else None, faults, problem)
         if op == "split":
             mm = self._mm(st.proc)
             vpns = self._vpns(st.loc)
@@ -513,3 +521,11 @@ class ModelBackend:
                 put_page(self.k, ref.page)
         else:
             self._release_pin(name)
+
+
+def _with_findings(res: StepResult, findings: list[Finding], line: int) -> StepResult:
+    """*res* with *findings*, each stamped with the scenario line of the step."""
+    if findings:
+        res.findings = tuple(Finding(f.property, f.message, line, f.page) for f in findings)
+        res.finding = join(res.findings)
+    return res

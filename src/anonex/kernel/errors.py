@@ -1,11 +1,14 @@
 """What can go wrong inside the model.
 
-:class:`KernelBug` is a finding: the model hit a ``BUG_ON``/``VM_BUG_ON`` (or broke an
-invariant) exactly where the kernel would. The backend reports it with the step and the page;
-it never crashes the tool. :class:`Segfault` is what user space would get (SIGSEGV, EFAULT).
+:class:`KernelBug` is a finding (:meth:`KernelBug.finding`, property ``no-kernel-bug``):
+the model hit a ``BUG_ON``/``VM_BUG_ON`` (or broke an invariant) exactly where the kernel
+would. The backend reports it with the step and the page; it never crashes the tool.
+:class:`Segfault` is what user space would get (SIGSEGV, EFAULT).
 """
 
 from __future__ import annotations
+
+from anonex.findings import KERNEL_BUG, Finding
 
 
 class KernelBug(Exception):
@@ -24,6 +27,10 @@ class KernelBug(Exception):
         if self.page:
             s += f" (page {self.page})"
         return s
+
+    def finding(self, step: int | None = None) -> Finding:
+        """This bug as a finding of property ``no-kernel-bug`` (kind ``kernel-bug``)."""
+        return Finding(KERNEL_BUG, self.describe(), step, self.page or None)
 
 
 class Segfault(Exception):

@@ -5,7 +5,8 @@ memory holds what that process last wrote there (or inherited at fork); a pipe f
 vmsplice may show what the page held then or what its owner wrote since, never what another
 process wrote; a pin shows what the pinning process has at that address as long as the
 process keeps the mapping. The model backend compares every value the model returns with
-these promises, which is how "no leak" and "pin coherence" (DESIGN §3) are checked.
+these promises, which is how "no leak" and "isolation" (DESIGN §3) are checked; pin
+coherence is checked in every state (:func:`anonex.kernel.invariants.pin_coherence`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mypy_extensions import mypyc_attr
+
+from anonex.findings import ISOLATION, NO_LEAK, Finding
 
 
 @mypyc_attr(acyclic=True)  # in no reference cycle: not tracked by the collector
@@ -112,29 +115,17 @@ class Oracle:
 
     # -- checks ----------------------------------------------------------------------------
 
-    def check_read(self, mm: str, vpn: int, got: str, where: str) -> str | None:
+    def check_read(self, mm: str, vpn: int, got: str, where: str) -> Finding | None:
         want = self.mem.get((mm, vpn))
         if want is None or got == want:
             return None
-        return (f"isolation broken: {where} reads {got!r}, but this process's memory holds "
-                f"{want!r}")
+        return Finding(ISOLATION, f"isolation broken: {where} reads {got!r}, but this "
+                                  f"process's memory holds {want!r}")
 
-    def check_pipe(self, name: str, got: list[str]) -> str | None:
+    def check_pipe(self, name: str, got: list[str]) -> Finding | None:
         for i, (r, tag) in enumerate(zip(self.pipes.get(name, []), got, strict=False)):
             if tag not in r.accepted:
-                return (f"leak: pipe '{name}' page {i} shows {tag!r}, which process {r.mm} "
-                        f"never had there (it may see {sorted(r.accepted)})")
+                return Finding(NO_LEAK, f"leak: pipe '{name}' page {i} shows {tag!r}, which "
+                                        f"process {r.mm} never had there (it may see "
+                                        f"{sorted(r.accepted)})")
         return None
-
-    def check_pin(self, name: str, got: list[str]) -> str | None:
-        for i, (r, tag) in enumerate(zip(self.pins.get(name, []), got, strict=False)):
-            want = self.mem.get((r.mm, r.vpn))
-            if r.attached and want is not None and tag != want:
-                return (f"pin coherence broken: pin '{name}' page {i} holds {tag!r}, but "
-                        f"{r.mm} reads {want!r} there (wrong COW)")
-        return None
-
-    def pins_attached(self) -> list[tuple[str, int, str, int]]:
-        """(pin name, index, mm, vpn) of every pinned page its owner still maps."""
-        return [(n, i, r.mm, r.vpn) for n, refs in self.pins.items()
-                for i, r in enumerate(refs) if r.attached]

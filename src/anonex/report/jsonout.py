@@ -26,6 +26,8 @@ def trace_json(t: Trace) -> dict[str, Any]:
                 "skipped": r.result.skipped,
                 "error": r.result.error,
                 "finding": r.result.finding,
+                "findings": [{"property": f.property, "message": f.message,
+                              "line": f.step, "page": f.page} for f in r.result.findings],
                 "observations": [o.to_json() for o in r.obs.values()],
                 "expects": [{"line": e.expect.pos.line, "expect": e.expect.text(),
                              "result": e.result, "detail": e.detail} for e in r.expects],

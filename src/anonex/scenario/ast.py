@@ -187,7 +187,9 @@ class MemoryFailure:
 @dataclass(frozen=True, slots=True)
 class Bug:
     """``bug "text"``: the step just before hit a kernel BUG_ON/VM_BUG_ON (or broke an
-    invariant) whose report contains *text*; expected, so it does not fail the scenario."""
+    invariant): *text* names the property (``no-leak``; ``kernel-bug``: any BUG_ON) or is
+    part of the report; expected, so it does not fail the scenario (a model error never
+    is: see :meth:`anonex.findings.Finding.matches`)."""
 
     text: str
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from anonex.findings import Finding
 from anonex.observation import Backend, PageObs, StepResult, Unsupported
 from anonex.scenario import ast
 from anonex.versions import KernelVersion
@@ -145,7 +146,9 @@ class Runner:
         labeler = _Labeler()
         outcomes: dict[str, tuple[int, str]] = {}
         failed: list[str] = []
-        pending: list[str] = []  # findings of the last step, until an `expect bug` takes them
+        # findings of the last step (its line, and the findings), until an `expect bug`
+        # takes them
+        pending: list[tuple[str, tuple[Finding, ...]]] = []
         obs: dict[tuple[str, str, int], PageObs] = {}
         try:
             be.start(scen)
@@ -159,7 +162,7 @@ class Runner:
                     if rec.result == "fail":
                         failed.append(f"{st.pos.line}: {st.text()} ({rec.detail})")
                     continue
-                failed.extend(pending)
+                failed.extend(text for text, _ in pending)
                 pending = []
                 try:
                     res = be.step(st)
@@ -196,8 +199,9 @@ class Runner:
                 if res.error is not None:
                     failed.append(f"{st.pos.line}: {st.text()}: {res.error}")
                 if res.finding is not None:
-                    pending.append(f"{st.pos.line}: {st.text()}: {res.finding}")
-            failed.extend(pending)
+                    pending.append((f"{st.pos.line}: {st.text()}: {res.finding}",
+                                    res.findings))
+            failed.extend(text for text, _ in pending)
         finally:
             be.finish()
         xf = scen.xfail_for(be.version)
@@ -213,15 +217,20 @@ class Runner:
 
     def _check(self, ex: ast.Expect, obs: dict[tuple[str, str, int], PageObs],
                vars_: dict[str, str], outcomes: dict[str, tuple[int, str]],
-               version: KernelVersion, pending: list[str]) -> ExpectRecord:
+               version: KernelVersion,
+               pending: list[tuple[str, tuple[Finding, ...]]]) -> ExpectRecord:
         if ex.on is not None and not ex.on.contains(version):
             return ExpectRecord(ex, "n/a", f"not on {version}")
         if isinstance(ex.cond, ast.Bug):
-            hit = [f for f in pending if ex.cond.text in f]
-            for f in hit:
-                pending.remove(f)  # an expected BUG does not fail the scenario
+            want = ex.cond.text
+            # a finding of its property (by name: `no-leak`; `kernel-bug`: any BUG_ON) or
+            # with the text in its message; a backend without findings: the text
+            hit = [p for p in pending if any(f.matches(want) for f in p[1]) or
+                   (not p[1] and want in p[0])]
+            for p in hit:
+                pending.remove(p)  # an expected BUG does not fail the scenario
             return ExpectRecord(ex, "pass" if hit else "fail",
-                                hit[0] if hit else "no such BUG in the last step")
+                                hit[0][0] if hit else "no such BUG in the last step")
         val, detail = evaluate(ex.cond, obs, vars_, outcomes)
         if val is None:
             return ExpectRecord(ex, "unobservable", detail)
