@@ -4,7 +4,8 @@
 [--commands 300] [--out DIR]``
 
 Each mutant (:mod:`anonex.scenario.mutate`) is parsed; one that parses runs on the model at
-every version (in a process pool). Then ``--commands`` of the mutants that parse go through
+every version (in a process pool); a ``model-error`` finding (an exception the model caught
+inside itself) counts as a crash too. Then ``--commands`` of the mutants that parse go through
 the command line as a user would run them, in this process: ``anonex check --no-live`` and
 ``anonex run``, and ``anonex live`` where the live kernel is available. Anything that is not
 a scenario error (file:line:column) or a verdict counts as a crash; each distinct crash is
@@ -72,6 +73,11 @@ def _batch(args: tuple[int, int, int, list[str]]) -> tuple[Counter[str], list[tu
                 continue
             counts["model runs"] += 1
             counts[f"verdict {t.verdict}"] += 1
+            errors = [f for r in t.steps for f in r.result.findings
+                      if f.property == "model-error"]
+            if errors:  # an exception inside the model: a bug of anonex, reported as such
+                counts["model errors"] += 1
+                crashes.append((text, errors[0].message))
     return counts, crashes, parsed
 
 
