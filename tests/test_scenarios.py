@@ -41,11 +41,11 @@ def test_spec_examples_match_library(spec_dir: Path) -> None:
         assert (LIBRARY / f.name).read_text() == f.read_text(), f.name
 
 
-ISSUE2 = ["basic-cow-after-fork", "vmsplice-unmap-child", "iouring-fixed-buffer-fork",
-          "iouring-fixed-buffer-mprotect", "remote-read-unshares"]
+SPEC_EXAMPLES = ["basic-cow-after-fork", "vmsplice-unmap-child", "iouring-fixed-buffer-fork",
+                 "iouring-fixed-buffer-mprotect", "remote-read-unshares"]
 
 
-@pytest.mark.parametrize("name", ISSUE2)
+@pytest.mark.parametrize("name", SPEC_EXAMPLES)
 def test_small_page_examples_pass_on_6_18(spec_dir: Path, name: str) -> None:
     t = run(parse_file(spec_dir / f"{name}.cow"), ModelBackend())
     assert t.verdict == "pass", t.reason

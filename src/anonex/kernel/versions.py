@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from anonex.versions import KernelVersion
 
@@ -206,7 +207,49 @@ _BY_NAME = {b.name: b for b in BOUNDARIES}
 
 class Rules:
     """The rules in force on one kernel version, as attributes named like the boundaries
-    (plain instance attributes: the model asks for them on every step)."""
+    (plain instance attributes: the model asks for them on every step). The attributes are
+    declared below, one per row of the table, so that a misspelt rule fails the type check;
+    a test keeps the declarations and the table in step."""
+
+    # --- generated from BOUNDARIES by tools/gen_rules.py: do not edit by hand ---
+    ksm_reuse: bool
+    gup_forces_cow_break: bool
+    thp_wp_split_fallback: bool
+    reuse_by_page_count: bool
+    remote_faults_to_caller: bool
+    fork_copies_pinned: bool
+    hugetlb_fork_copies_pinned: bool
+    cow_fixes_part1: bool
+    anon_exclusive: bool
+    foll_force_exclusive: bool
+    mprotect_upgrade_exclusive: bool
+    mprotect_upgrade_clean: bool
+    madv_collapse: bool
+    ro_longterm_unshare_any: bool
+    swp_exclusive_all_arches: bool
+    odirect_foll_pin: bool
+    mthp: bool
+    no_large_folio_refcount_reuse: bool
+    kpageflags_from_head: bool
+    writable_swapin_on_read: bool
+    split_zero_remap: bool
+    mthp_swapin: bool
+    swapcache_map_large: bool
+    pt_reclaim_dontneed: bool
+    owner_2_rename: bool
+    thp_zero_wp_alloc: bool
+    mm_id_large_reuse: bool
+    device_exclusive_mapped: bool
+    swapin_sync_bypass: bool
+    swapin_through_cache: bool
+    lru_add_drain_in_wp: bool
+    gup_fast_fork_seqcount: bool
+    pinned_not_swapcached: bool
+    kpageflags_ksm_every_anon: bool
+    collapse_readonly_ptes: bool
+    swap_alloc_nonfull_first: bool
+    khugepaged_mthp: bool
+    # --- end of generated block ---
 
     def __init__(self, version: KernelVersion,
                  overrides: Mapping[str, bool] | None = None) -> None:
@@ -223,9 +266,10 @@ class Rules:
         for name in _BY_NAME:
             setattr(self, name, name in self._on)
 
-    def __getattr__(self, name: str) -> bool:
-        # only reached for names that are not boundaries (the others are set above)
-        raise AttributeError(f"no kernel rule named {name!r}")
+    if not TYPE_CHECKING:  # hidden from mypy, which would then accept any name
+        def __getattr__(self, name: str) -> bool:
+            # only reached for names that are not boundaries (the others are set above)
+            raise AttributeError(f"no kernel rule named {name!r}")
 
     def __repr__(self) -> str:
         extra = "".join(f", {n}={v}" for n, v in sorted(self.overrides.items()))
