@@ -496,7 +496,7 @@ class ModelBackend:
 
             ksm_scan(k)
             return StepResult()
-        raise Unsupported(f"{op.replace('_', '-')}: not in the model yet (next issue)")
+        raise Unsupported(f"{op.replace('_', '-')}: the model has no such operation")
 
     def _put(self, page: Any, kind: int) -> None:
         if kind == FOLL_PIN:

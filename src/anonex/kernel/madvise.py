@@ -101,7 +101,7 @@ def madvise(k: Kernel, mm: MM, start: int, end: int, advice: str) -> None:
         break_ksm(k, mm, start, end)
         update_vma_flags(k, mm, start, end, 0, VM_MERGEABLE)
     else:
-        raise Unsupported(f"madvise {advice}: not in the model yet (next issue: KSM, THP)")
+        raise Unsupported(f"madvise {advice}: the model does not know this advice")
 
 
 def madvise_pageout(k: Kernel, mm: MM, start: int, end: int) -> None:
