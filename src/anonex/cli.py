@@ -195,8 +195,13 @@ def live_cmd(file: FileArg, show_trace: TraceOpt = False, as_json: JsonOpt = Fal
 def _write_html(path: Path, t: Trace, compare: Trace | None = None) -> None:
     from anonex.report.html import render_run
 
+    _write_page(path, render_run(t, compare))
+
+
+def _write_page(path: Path, page: str) -> None:
+    """Write an --html page, or exit 2 saying why it cannot be written."""
     try:
-        path.write_text(render_run(t, compare))
+        path.write_text(page)
     except OSError as e:
         err.print(f"error: --html {path}: {e.strerror}", markup=False)
         raise typer.Exit(2) from None
@@ -277,12 +282,7 @@ def check_cmd(
     if html is not None:
         from anonex.report.html import render_check
 
-        try:
-            html.write_text(render_check(result))
-        except OSError as e:
-            err.print(f"error: --html {html}: {e.strerror}", markup=False)
-            raise typer.Exit(2) from None
-        err.print(f"wrote {html}", markup=False)
+        _write_page(html, render_check(result))
     if as_json:
         from anonex.report.jsonout import check_json
 
@@ -574,14 +574,6 @@ def page_types_cmd(ctx: typer.Context) -> None:
     from anonex.pagetypes.cli import main as pt_main
 
     raise typer.Exit(pt_main(list(ctx.args)))
-
-
-def _light_copy(t: Trace) -> Trace:
-    """A copy of *t* without its steps, for the matrix."""
-    import copy
-
-    c = copy.copy(t)
-    return c.light()
 
 
 @app.command("version")

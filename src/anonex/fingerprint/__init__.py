@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from anonex.fingerprint.catalog import UNOBSERVABLE, Catalog
+from anonex.fingerprint.catalog import Catalog
 from anonex.fingerprint.judge import Fingerprint, RuleResult, judge
 from anonex.observation import Backend
 from anonex.scenario.runner import Trace, run
@@ -30,8 +30,8 @@ def judge_traces(name: str, traces: list[Trace], catalog: Catalog,
     first = traces[0]
     env = first.env
     release = str(env.get("kernel_release") or env.get("kernel") or "")
-    fp = judge(name, first.version, release, list(catalog.scenarios),
-               {t.scenario.name: t for t in traces}, UNOBSERVABLE, progress)
+    fp = judge(name, first.version, release, catalog, {t.scenario.name: t for t in traces},
+               progress)
     fp.env = dict(env)
     return fp
 

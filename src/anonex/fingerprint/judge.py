@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from anonex.diff import FIELDS, diff
+from anonex.fingerprint.catalog import UNOBSERVABLE, Catalog
 from anonex.kernel.backend import ModelBackend
 from anonex.kernel.versions import BOUNDARIES, Boundary, Rules, boundary_versions
 from anonex.scenario.ast import Scenario
@@ -255,12 +256,12 @@ def _mark(rule: str, observed: bool) -> Mark:
 # -- the whole fingerprint ----------------------------------------------------------------
 
 
-def judge(kernel_name: str, version: KernelVersion, release: str,
-          scenarios: list[Scenario], traces: dict[str, Trace],
-          unobservable: dict[str, str],
+def judge(kernel_name: str, version: KernelVersion, release: str, catalog: Catalog,
+          traces: dict[str, Trace],
           progress: Callable[[str], object] | None = None) -> Fingerprint:
     """The fingerprint of a kernel from its runs (*traces*, by scenario name) of the
-    fingerprint scenarios. *unobservable*: rows no scenario asks, with the reason."""
+    *catalog*'s scenarios; rows no scenario asks are unobservable, with the catalogue's
+    reason."""
     model = ModelRuns(version)
     table = Rules(version)
     base: dict[str, bool] = {}
@@ -269,12 +270,12 @@ def judge(kernel_name: str, version: KernelVersion, release: str,
         results = []
         for b in BOUNDARIES:
             expected = bool(getattr(table, b.name))
-            asking = [s for s in scenarios if any(n == b.name for n, _ in s.rules)]
+            asking = catalog.asking(b.name)
             if progress is not None:
                 progress(b.name)
             if not asking:
                 results.append(RuleResult(b.name, expected, None, "unobservable",
-                                          unobservable.get(b.name, "no scenario asks")))
+                                          UNOBSERVABLE.get(b.name, "no scenario asks")))
                 continue
             rest = {k: val for k, val in base.items() if k != b.name}
             results.append(judge_rule(b.name, asking, traces, model, rest, expected))

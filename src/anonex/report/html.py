@@ -65,6 +65,7 @@ from markupsafe import Markup
 from anonex.diff import Divergence, diff, group
 from anonex.observation import PageObs
 from anonex.report.result import CheckResult
+from anonex.report.text import SHORT
 from anonex.scenario import ast
 from anonex.scenario.runner import ExpectRecord, StepRecord, Trace
 
@@ -1037,7 +1038,6 @@ def render_run(trace: Trace, compare: Trace | None = None) -> str:
 
 # -- the check ---------------------------------------------------------------------------
 
-SHORT = {"pass": "ok", "xfail": "xf", "skip": "sk", "fail": "FAIL", "xpass": "XPASS"}
 LEGEND = [("v-pass", "ok", "pass"), ("v-unobs", "ok?", "pass, some expectations not "
                                                        "observable here"),
           ("v-xfail", "xf", "expected failure (xfail)"), ("v-skip", "sk", "skip"),

@@ -20,32 +20,11 @@ STYLE = {"pass": "green", "xfail": "cyan", "skip": "yellow", "fail": "bold red",
 
 
 SHORT = {"pass": "ok", "xfail": "xf", "skip": "sk", "fail": "FAIL", "xpass": "XPASS"}
-LEGEND = "ok pass · xf expected failure (xfail) · sk skip · FAIL · XPASS (passed but xfail " \
-         "says it fails) · ? expectations the backend cannot observe"
-
-
 def verdict_text(t: Trace, short: bool = False) -> Text:
     s = SHORT[t.verdict] if short else t.verdict
     if t.unobservable and t.verdict == "pass":
         s += "?" if short else f" ({t.unobservable} unobservable)"
     return Text(s, style=STYLE.get(t.verdict, ""))
-
-
-def matrix(console: Console, names: list[str], columns: list[str],
-           cells: dict[tuple[str, str], Trace]) -> None:
-    """The scenario × backend matrix."""
-    table = Table(title="anonex check", show_lines=False, header_style="bold")
-    table.add_column("scenario", no_wrap=True)
-    for c in columns:
-        table.add_column(c, justify="center", no_wrap=True)
-    for n in names:
-        row: list[Text | str] = [n]
-        for c in columns:
-            t = cells.get((n, c))
-            row.append(verdict_text(t, short=True) if t else Text("-", style="dim"))
-        table.add_row(*row)
-    console.print(table)
-    console.print(LEGEND, style="dim")
 
 
 def problems(console: Console, cells: dict[tuple[str, str], Trace]) -> None:
