@@ -19,11 +19,13 @@ from setuptools.command.build_ext import build_ext
 HERE = Path(__file__).parent
 SRC = HERE / "src"
 
-# Modules compiled together (one group: calls between them are native). The version table
+# Modules compiled together (one group: calls between them are native): the kernel model, the
+# harness that drives it and the explorer's hot path. The version table
 # (kernel/versions.py) stays interpreted: its Rules object has one attribute per boundary.
 COMPILED = sorted(
     str(p.relative_to(HERE))
     for p in [*(SRC / "anonex" / "kernel").glob("*.py"),
+              *(SRC / "anonex" / "harness").glob("*.py"),
               *(SRC / "anonex" / "explore" / m for m in (
                   "clone.py", "canon.py", "world.py", "properties.py", "space.py",
                   "expand.py"))]

@@ -24,9 +24,9 @@ from pathlib import Path
 from anonex.boot.backend import BootedKernel
 from anonex.boot.images import resolve
 from anonex.diff import diff
-from anonex.kernel.backend import ModelBackend
+from anonex.harness.model import ModelBackend
+from anonex.runner import Trace, run
 from anonex.scenario.parser import parse_file
-from anonex.scenario.runner import Trace, run
 
 LIBRARY = Path(__file__).resolve().parents[1] / "src" / "anonex" / "library"
 DEBIAN = ["debian:5.10", "debian:6.1", "debian:6.12", "debian:7.2"]

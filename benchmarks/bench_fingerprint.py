@@ -15,7 +15,7 @@ import time
 
 from anonex.fingerprint import Catalog, judge_traces, run_catalog
 from anonex.fingerprint.judge import ModelRuns
-from anonex.kernel.backend import ModelBackend
+from anonex.harness.model import ModelBackend
 from anonex.versions import KernelVersion
 
 KERNELS = ("5.10.223", "6.1.187", "6.12.117", "6.18.44", "7.2.13")

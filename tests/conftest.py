@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from anonex.kernel.backend import ModelBackend
+from anonex.harness.model import ModelBackend
 from anonex.live import available
 from anonex.live.backend import LiveBackend
+from anonex.runner import Trace, run
 from anonex.scenario.parser import parse
-from anonex.scenario.runner import Trace, run
 from anonex.versions import KernelVersion
 
 SPEC = Path(__file__).resolve().parents[2] / "shared" / "scenarios-spec"

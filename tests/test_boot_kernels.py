@@ -20,10 +20,10 @@ from anonex.boot.images import resolve
 from anonex.boot.vm import BootError, check_tools
 from anonex.diff import diff
 from anonex.fingerprint import Catalog, judge_traces
-from anonex.kernel.backend import ModelBackend
+from anonex.harness.model import ModelBackend
 from anonex.live import available
+from anonex.runner import run
 from anonex.scenario.parser import parse_file
-from anonex.scenario.runner import run
 
 from .conftest import LIBRARY
 

@@ -10,11 +10,11 @@ import pytest
 
 from anonex.boot.record import Recorder, Replay, ReplayError
 from anonex.diff import diff
-from anonex.kernel.backend import ModelBackend
+from anonex.harness.model import ModelBackend
 from anonex.live import LiveUnavailable
 from anonex.observation import Unsupported
+from anonex.runner import Trace, run
 from anonex.scenario.parser import parse, parse_file
-from anonex.scenario.runner import Trace, run
 from anonex.versions import KernelVersion
 
 from .conftest import LIBRARY

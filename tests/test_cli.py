@@ -184,7 +184,7 @@ def test_page_types_does_not_import_the_rest() -> None:
     code = ("import sys; sys.argv = ['anonex', 'page-types', '-h']\n"
             "from anonex.entry import main\n"
             "try:\n    main()\nexcept SystemExit:\n    pass\n"
-            "bad = [m for m in ('typer', 'rich', 'anonex.cli', 'anonex.kernel.backend',"
+            "bad = [m for m in ('typer', 'rich', 'anonex.cli', 'anonex.harness.model',"
             " 'anonex.explore') if m in sys.modules]\n"
             "print('LOADED', bad)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from anonex.diff import diff
-from anonex.kernel.backend import ModelBackend
+from anonex.harness.model import ModelBackend
 from anonex.observation import PageObs
+from anonex.runner import Trace, run
 from anonex.scenario.parser import parse
-from anonex.scenario.runner import Trace, run
 from anonex.versions import KernelVersion
 
 TEXT = """

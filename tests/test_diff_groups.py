@@ -8,10 +8,10 @@ from pathlib import Path
 from rich.console import Console
 
 from anonex.diff import Divergence, DivergenceGroup, diff, group
-from anonex.kernel.backend import ModelBackend
+from anonex.harness.model import ModelBackend
 from anonex.report import text as rtext
+from anonex.runner import Trace, run
 from anonex.scenario.parser import parse_file
-from anonex.scenario.runner import Trace, run
 from anonex.versions import KernelVersion
 
 LIBRARY = Path(__file__).resolve().parents[1] / "src" / "anonex" / "library"

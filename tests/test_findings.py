@@ -22,13 +22,13 @@ from anonex.explore.search import Options, explore
 from anonex.explore.space import Action, Bounds
 from anonex.explore.world import Space, World
 from anonex.findings import PROPERTIES, Finding
-from anonex.kernel.backend import ModelBackend
+from anonex.harness.model import ModelBackend
 from anonex.kernel.folio import Page
 from anonex.kernel.pgtable import Pte, SwapPte
 from anonex.observation import PageObs, StepResult
+from anonex.runner import Trace, run
 from anonex.scenario import ast
 from anonex.scenario.parser import parse
-from anonex.scenario.runner import Trace, run
 from anonex.versions import KernelVersion
 
 V = KernelVersion.parse

@@ -17,13 +17,13 @@ from anonex.fingerprint import Catalog, fingerprint
 from anonex.fingerprint.catalog import UNOBSERVABLE
 from anonex.fingerprint.document import DocumentError, KernelRules, document, load
 from anonex.fingerprint.judge import Fingerprint, ModelRuns, agrees
-from anonex.kernel.backend import ModelBackend
+from anonex.harness.model import ModelBackend
 from anonex.kernel.versions import BOUNDARIES, Rules, boundary_versions
+from anonex.runner import run
 from anonex.scenario import ast
 from anonex.scenario.ast import Scenario
 from anonex.scenario.errors import ScenarioError
 from anonex.scenario.parser import parse, parse_file
-from anonex.scenario.runner import run
 from anonex.versions import KernelVersion
 
 CATALOG = Catalog.load()

@@ -26,12 +26,12 @@ from anonex.fuzz import (
 )
 from anonex.fuzz.judge import model_refusal
 from anonex.fuzz.shrink import kept
-from anonex.kernel.backend import ModelBackend
+from anonex.harness.model import ModelBackend
 from anonex.observation import PageObs, StepResult, Unsupported
+from anonex.runner import Trace
 from anonex.scenario.ast import Scenario, Step
 from anonex.scenario.errors import ScenarioError
 from anonex.scenario.parser import parse
-from anonex.scenario.runner import Trace
 from anonex.versions import KernelVersion
 
 V = KernelVersion.parse

@@ -19,15 +19,15 @@ import pytest
 
 import anonex.live.backend as live_backend
 from anonex.diff import diff
-from anonex.kernel.backend import ModelBackend
+from anonex.harness.model import ModelBackend
 from anonex.live import LiveUnavailable, available
 from anonex.live.backend import LiveBackend
 from anonex.observation import PageObs, StepResult
 from anonex.procfs import kpageflags as kpf
 from anonex.procfs import pagemap as pm
+from anonex.runner import run
 from anonex.scenario.ast import Loc, Pos, Scenario, Step
 from anonex.scenario.parser import parse, parse_file
-from anonex.scenario.runner import run
 
 from .conftest import LIBRARY
 

@@ -8,8 +8,8 @@ import pytest
 
 from anonex.live import dio
 from anonex.live.backend import LiveBackend
+from anonex.runner import Trace, run
 from anonex.scenario.parser import parse_file
-from anonex.scenario.runner import Trace, run
 from tests.conftest import LIBRARY
 
 P08 = LIBRARY / "predictions" / "p08-dio-write-shared-unshares.cow"

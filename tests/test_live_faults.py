@@ -25,9 +25,9 @@ import pytest
 
 from anonex.live import machine
 from anonex.live.backend import LiveBackend
+from anonex.runner import run
 from anonex.scenario.ast import Step
 from anonex.scenario.parser import parse
-from anonex.scenario.runner import run
 
 SETUP = """
 P0: mmap K anon 2

@@ -156,8 +156,8 @@ def test_smaps_fallback_agrees_with_pagemap_scan(live: None, name: str,
     wherever it claims to know them."""
     from anonex.live.backend import LiveBackend
     from anonex.live.observe import Observer
+    from anonex.runner import run
     from anonex.scenario.parser import parse_file
-    from anonex.scenario.runner import run
     from tests.conftest import LIBRARY
 
     path = LIBRARY / f"{name}.cow"

@@ -6,8 +6,8 @@ import pytest
 
 from anonex.live import forcewrite
 from anonex.live.backend import LiveBackend
+from anonex.runner import Trace, run
 from anonex.scenario.parser import parse, parse_file
-from anonex.scenario.runner import Trace, run
 from tests.conftest import LIBRARY
 
 P19 = LIBRARY / "predictions" / "p19-force-write-readonly.cow"

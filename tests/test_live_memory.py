@@ -14,9 +14,9 @@ from anonex.live import machine, safety
 from anonex.live.backend import LiveBackend
 from anonex.live.observe import Observer
 from anonex.observation import PageObs, StepResult
+from anonex.runner import run
 from anonex.scenario.ast import Scenario
 from anonex.scenario.parser import parse
-from anonex.scenario.runner import run
 
 THP = machine.THP
 

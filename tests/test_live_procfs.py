@@ -9,9 +9,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from anonex.live.observe import exclusive_of, pfn_runs, smaps_anon_huge
-from anonex.live.pagedata import PAGE, combine, page_bytes, tag_of, tags_of
+from anonex.live.pagedata import PAGE, page_bytes, tag_of, tags_of
 from anonex.procfs import kpageflags as kpf
 from anonex.procfs import pagemap as pm
+from anonex.scenario.ast import join_tags
 
 # -- pagemap -------------------------------------------------------------------------------
 
@@ -201,7 +202,7 @@ def test_page_bytes_and_tag() -> None:
 
 
 def test_combine_rule() -> None:
-    assert combine(["a", "a", "a"]) == "a"
-    assert combine(["a", "b", ""]) == "a,b,"
-    assert combine([]) == ""
+    assert join_tags(["a", "a", "a"]) == "a"
+    assert join_tags(["a", "b", ""]) == "a,b,"
+    assert join_tags([]) == ""
     assert tags_of(page_bytes("x") + page_bytes("y")) == ["x", "y"]

@@ -14,16 +14,16 @@ from typing import Any
 
 import pytest
 
+from anonex.harness.model import ModelBackend
 from anonex.kernel import flags as pf
-from anonex.kernel.backend import ModelBackend
 from anonex.kernel.errors import KernelBug
 from anonex.kernel.fault import FAULT_FLAG_UNSHARE, handle_mm_fault
 from anonex.kernel.folio import GUP_PIN_COUNTING_BIAS, folio_maybe_dma_pinned
 from anonex.kernel.gup import FOLL_GET, FOLL_PIN, FOLL_WRITE, get_user_pages, gup_must_unshare
 from anonex.kernel.pgtable import Pte
 from anonex.kernel.versions import BOUNDARIES, Rules, boundary_versions
+from anonex.runner import Trace, run
 from anonex.scenario.parser import parse
-from anonex.scenario.runner import Trace, run
 from anonex.versions import KernelVersion
 
 from .conftest import model_run
@@ -498,7 +498,7 @@ def test_invariant_checker_catches_corruption() -> None:
     e = be.k.mms["P0"].ptes[be.k.regions["A"]]
     assert isinstance(e, Pte)
     e.write = True  # writable but not exclusive: what a buggy kernel would do
-    from anonex.kernel import invariants
+    from anonex.harness import invariants
 
     found = invariants.check(be.k)
     assert [f.property for f in found] == ["writable-exclusive"]
@@ -679,7 +679,7 @@ def test_device_exclusive_keeps_flag_and_restores_writable(version: str) -> None
     page = e.page
     assert pf.PageAnonExclusive(page)
     assert page.mapcount == (1 if version == "6.18" else 0)
-    from anonex.kernel import invariants
+    from anonex.harness import invariants
 
     assert invariants.check(k) == []
     res = be.step(parse('P0: mmap A anon 1\nP0: write A "y" @w\n', "t.cow").steps[1])
@@ -763,7 +763,7 @@ P0: write A[6] "six"
     e = k.mms["P0"].ptes[base]
     assert isinstance(e, Pte) and e.page.folio.large
     assert split_folio(k, e.page.folio)
-    from anonex.kernel import invariants
+    from anonex.harness import invariants
 
     assert invariants.check(k) == []
     pages = [k.mms["P0"].ptes[base + i] for i in range(16)]

@@ -10,11 +10,11 @@ from functools import cache
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from anonex.kernel.backend import ModelBackend
+from anonex.harness.model import ModelBackend
+from anonex.runner import run
 from anonex.scenario.errors import ScenarioError
 from anonex.scenario.mutate import mutant
 from anonex.scenario.parser import parse
-from anonex.scenario.runner import run
 from anonex.versions import KernelVersion
 
 from .conftest import LIBRARY

@@ -14,10 +14,10 @@ import pytest
 
 import anonex
 import anonex.live
-from anonex.kernel.backend import ModelBackend
+from anonex.harness.model import ModelBackend
 from anonex.pytest_plugin import running_version
+from anonex.runner import run
 from anonex.scenario.parser import parse_file
-from anonex.scenario.runner import run
 from anonex.versions import KernelVersion
 
 from .conftest import LIBRARY

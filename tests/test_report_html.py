@@ -16,12 +16,12 @@ import pytest
 from markupsafe import escape
 
 from anonex.diff import diff
-from anonex.kernel.backend import ModelBackend
+from anonex.harness.model import ModelBackend
 from anonex.observation import StepResult
 from anonex.report.html import folder_of, holds, render_check, render_run
 from anonex.report.result import CheckResult, Diverging, KernelColumn
+from anonex.runner import Trace, run
 from anonex.scenario.parser import parse_file
-from anonex.scenario.runner import Trace, run
 from anonex.versions import KernelVersion
 
 from .conftest import LIBRARY

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from anonex.kernel.backend import ModelBackend
+from anonex.harness.model import ModelBackend
 from anonex.kernel.versions import boundary_versions
+from anonex.runner import run
 from anonex.scenario.parser import parse_file
-from anonex.scenario.runner import run
 from anonex.versions import KernelVersion
 
 from .conftest import LIBRARY, SPEC

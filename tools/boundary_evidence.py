@@ -21,11 +21,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from anonex.diff import diff
-from anonex.kernel.backend import ModelBackend
+from anonex.harness.model import ModelBackend
 from anonex.kernel.versions import BOUNDARIES, Boundary, Rules
+from anonex.runner import run
 from anonex.scenario.ast import Scenario
 from anonex.scenario.parser import parse_file
-from anonex.scenario.runner import run
 from anonex.versions import KernelVersion
 
 # the kernels this project boots (reference/real-kernels.md) and the host's

@@ -36,11 +36,11 @@ def _batch(args: tuple[int, int, int, list[str]]) -> tuple[Counter[str], list[tu
                                                            list[str]]:
     """Mutants *first*..*first+n* of *seed*: counts, crashes (text, traceback), and the
     texts of some that parsed (for the command-line pass)."""
-    from anonex.kernel.backend import ModelBackend
+    from anonex.harness.model import ModelBackend
+    from anonex.runner import run
     from anonex.scenario.errors import ScenarioError
     from anonex.scenario.mutate import mutant
     from anonex.scenario.parser import parse
-    from anonex.scenario.runner import run
     from anonex.versions import KernelVersion
 
     seed, first, n, versions = args

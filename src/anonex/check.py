@@ -22,14 +22,14 @@ from anonex.boot.backend import BootedKernel
 from anonex.diff import Divergence, diff
 from anonex.fingerprint import Catalog, judge_traces, run_catalog
 from anonex.fingerprint.document import KernelRules
-from anonex.kernel.backend import ModelBackend
+from anonex.harness.model import ModelBackend
 from anonex.live import LiveUnavailable
 from anonex.observation import Backend
 from anonex.report.jsonout import trace_json
 from anonex.report.result import CheckResult, Diverging, KernelColumn
+from anonex.runner import Trace, run
 from anonex.scenario.ast import Scenario
 from anonex.scenario.parser import parse_file
-from anonex.scenario.runner import Trace, run
 
 
 class Progress(Protocol):

@@ -24,16 +24,16 @@ from anonex import BUILD, __version__
 from anonex.boot.backend import BootedKernel, describe_env
 from anonex.boot.kernels_cli import kernels_cmd
 from anonex.explore.cli import explore_cmd
-from anonex.kernel.backend import ModelBackend
+from anonex.harness.model import ModelBackend
 from anonex.kernel.versions import boundary_versions
 from anonex.observation import Backend
 from anonex.report import text as rtext
 from anonex.report.jsonout import trace_json
 from anonex.report.tap import tap
+from anonex.runner import Trace, run
 from anonex.scenario.ast import Scenario
 from anonex.scenario.errors import ScenarioError
 from anonex.scenario.parser import parse_file
-from anonex.scenario.runner import Trace, run
 from anonex.versions import CURRENT, KernelVersion
 
 if TYPE_CHECKING:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
-from anonex.scenario.runner import Trace
+from anonex.runner import Trace
 
 FIELDS = ("page", "state", "anon_exclusive", "mapcount", "ksm", "thp", "huge", "zero", "data")
 

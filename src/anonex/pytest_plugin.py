@@ -32,8 +32,8 @@ from anonex.versions import CURRENT, KernelVersion
 if TYPE_CHECKING:  # the model is imported when a scenario is collected, not by every pytest
     from _pytest._code.code import TerminalRepr
 
+    from anonex.runner import Trace
     from anonex.scenario.ast import Scenario
-    from anonex.scenario.runner import Trace
 
 _VERSIONS = pytest.StashKey[list[KernelVersion]]()
 
@@ -132,8 +132,8 @@ class CowItem(pytest.Item):
         self.line = 1  # where a skip points (the skipped step)
 
     def runtest(self) -> None:
-        from anonex.kernel.backend import ModelBackend
-        from anonex.scenario.runner import run
+        from anonex.harness.model import ModelBackend
+        from anonex.runner import run
 
         if self.version is not None:
             self._judge(run(self.scenario, ModelBackend(self.version), full=False))
@@ -143,8 +143,8 @@ class CowItem(pytest.Item):
     def _live(self) -> Trace:
         import anonex.live
         from anonex.diff import diff
-        from anonex.kernel.backend import ModelBackend
-        from anonex.scenario.runner import run
+        from anonex.harness.model import ModelBackend
+        from anonex.runner import run
 
         ok, why = anonex.live.available()
         lt: Trace | None = None

@@ -33,7 +33,7 @@ from pathlib import Path
 
 #: modules the guest imports (the rest follows from them)
 GUEST_MODULES = ("anonex.boot.guest", "anonex.live.backend", "anonex.live.actor",
-                 "anonex.scenario.runner", "subprocess", "tempfile", "pickle",
+                 "anonex.runner", "subprocess", "tempfile", "pickle",
                  "ctypes", "json", "shutil", "mmap", "fcntl", "select", "traceback",
                  "cProfile", "pstats")
 SKIP_DIRS = {"tests", "test", "__pycache__-skip", "idlelib", "tkinter", "turtledemo",

@@ -25,8 +25,8 @@ import traceback
 from typing import IO, Any
 
 from anonex.boot.record import Recorder
+from anonex.runner import run
 from anonex.scenario.ast import Scenario
-from anonex.scenario.runner import run
 
 
 def _emit(out: IO[str], obj: dict[str, Any]) -> None:

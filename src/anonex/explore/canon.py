@@ -2,8 +2,8 @@
 
 A state is the model's :class:`~anonex.kernel.state.Kernel` plus the oracle's shadow memory
 (what each process, pipe and pin may read). Its key is a flat list of small integers packed
-into ``bytes``, built like :func:`anonex.kernel.codec.encode` (processes, page tables,
-pipes, pins, folios, swap slots) with four identities made canonical:
+into ``bytes`` (processes, page tables, pipes, pins, folios, swap slots) with four
+identities made canonical:
 
 * **physical pages** (folios) are numbered in order of first sight, so the page-frame
   numbers an allocation order produced do not matter;
@@ -36,10 +36,11 @@ from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from anonex.harness.oracle import Oracle
 from anonex.kernel.folio import Folio
-from anonex.kernel.oracle import Oracle
 from anonex.kernel.pgtable import DeviceExclusivePte, MigrationPte, Pte, SwapPte
 from anonex.kernel.state import MM, REGION_BASE_VPN, Kernel, SwapSlot
+from anonex.scenario.ast import proc_index
 
 # The fields of the model's state the key reads, by class (the rest are identities or
 # derived: pfn, page index, back pointers, names, counters that only count).
@@ -129,11 +130,6 @@ class Layout:
     ksm: bool = False
     extra: dict[str, tuple[str, ...]] = field(default_factory=_check_unknown)
     slots_mod: int = 1
-
-
-def proc_index(name: str) -> int:
-    """``P3`` -> 3."""
-    return int(name[1:])
 
 
 def orders(k: Kernel) -> list[list[str]]:

@@ -29,11 +29,11 @@ from anonex.explore.search import Violation
 from anonex.explore.space import COMMON_OPS, OPS, Action, Bounds, setup_steps, to_step
 from anonex.explore.world import Space, World
 from anonex.findings import PROPERTIES
-from anonex.kernel.backend import ModelBackend
+from anonex.harness.model import ModelBackend
 from anonex.kernel.rmap import maps_page_at
+from anonex.runner import Trace, run
 from anonex.scenario import ast
 from anonex.scenario.parser import parse, parse_file
-from anonex.scenario.runner import Trace, run
 from anonex.versions import KernelVersion
 
 
@@ -114,7 +114,7 @@ def _observation(space: Space, w: World, v: Violation) -> tuple[list[str], str]:
                    if r.page.data not in o.accepted]
             if not bad:
                 continue
-            holder = sorted(pipe.holders, key=lambda n: int(n[1:]))[0]
+            holder = sorted(pipe.holders, key=ast.proc_index)[0]
             got = [r.page.data for r in pipe.refs]
             shown = got[0] if all(g == got[0] for g in got) else ",".join(got)
             ref, oref = bad[0]
@@ -126,7 +126,7 @@ def _observation(space: Space, w: World, v: Violation) -> tuple[list[str], str]:
                 lines.append(f"expect not seen == {_q(shown)}")
             return lines, where[2] if where else ""
     if prop == "isolation":
-        for name in sorted(k.mms, key=lambda n: int(n[1:])):
+        for name in sorted(k.mms, key=ast.proc_index):
             for vpn in space.layout.vpns:
                 want = oracle.mem.get((name, vpn))
                 if want is None:
@@ -150,7 +150,7 @@ def _observation(space: Space, w: World, v: Violation) -> tuple[list[str], str]:
                 if same and (want is None or ref.page.data == want):
                     continue
                 where = _region_of(bounds, oref.vpn)
-                holder = sorted(pin.holders, key=lambda n: int(n[1:]))[0]
+                holder = sorted(pin.holders, key=ast.proc_index)[0]
                 lines = [f"{holder}: dma-read {hname} -> through_pin"]
                 if want is not None and len(pin.refs) == 1:
                     lines.append(f"expect through_pin == {_q(want)}")

@@ -15,9 +15,9 @@ the model's classes) and shares nothing mutable with it.
 
 from __future__ import annotations
 
+from anonex.harness.oracle import Oracle, _Ref
 from anonex.kernel.flags import Layout as FlagLayout
 from anonex.kernel.folio import Folio, Page
-from anonex.kernel.oracle import Oracle, _Ref
 from anonex.kernel.pgtable import DeviceExclusivePte, Entry, MigrationPte, Pmd, Pte, SwapPte
 from anonex.kernel.state import MM, VMA, Kernel, PageRef, Pin, Pipe, SwapSlot
 from anonex.kernel.versions import Rules

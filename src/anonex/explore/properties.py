@@ -3,7 +3,7 @@
 **Always** properties must hold in every reachable state; a state that breaks one is a
 counterexample. They are the registry :data:`anonex.findings.PROPERTIES` (one definition
 each); every check reports :class:`~anonex.findings.Finding` objects by property name.
-The structural ones come from :func:`anonex.kernel.invariants.check`, the data ones compare
+The structural ones come from :func:`anonex.harness.invariants.check`, the data ones compare
 the model with the oracle in every state, as if every process read every page, every pipe
 were read and every pin were read by the device right now — so a search needs no read steps
 to find a leak:
@@ -37,11 +37,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from anonex.findings import ISOLATION, MODEL_ERROR, NO_LEAK, PROPERTIES, Finding, Property
+from anonex.harness.invariants import pin_coherence
+from anonex.harness.oracle import Oracle
 from anonex.kernel.folio import Folio
-from anonex.kernel.invariants import pin_coherence
-from anonex.kernel.oracle import Oracle
-from anonex.kernel.pgtable import DeviceExclusivePte, MigrationPte, Pmd, Pte, SwapPte
-from anonex.kernel.state import HPAGE_PMD_NR, Kernel
+from anonex.kernel.pgtable import HPAGE_PMD_NR, DeviceExclusivePte, MigrationPte, Pmd, Pte, SwapPte
+from anonex.kernel.state import Kernel
 from anonex.kernel.versions import Rules
 
 # the properties a search checks and -p selects (a model error is reported whatever is

@@ -36,7 +36,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from anonex.explore.canon import Layout
-from anonex.kernel.state import HPAGE_PMD_NR, REGION_BASE_VPN, REGION_STRIDE
+from anonex.kernel.pgtable import HPAGE_PMD_NR
+from anonex.kernel.state import REGION_BASE_VPN, REGION_STRIDE
 from anonex.scenario import ast
 
 Action = tuple[str, str, str, int, str]
@@ -75,7 +76,7 @@ def order(a: Action) -> tuple[int, int, str, int, str]:
     """The order actions are tried in: by operation (:data:`OPS`), then the youngest
     process first (after a fork the child usually acts), then region, page and argument."""
     p = a[1]
-    return (_RANK[a[0]], -int(p[1:]) if p else 0, a[2], a[3], a[4])
+    return (_RANK[a[0]], -ast.proc_index(p) if p else 0, a[2], a[3], a[4])
 
 
 @dataclass(frozen=True, slots=True)

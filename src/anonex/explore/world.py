@@ -3,7 +3,7 @@
 A :class:`World` is one state: the model backend (kernel and oracle) after some steps,
 and the number for the next child process. :class:`Space` is the model the checkers
 explore (``initial``, ``actions``, ``step``, ``key``, like a stateright ``Model``): it runs
-each action as an ordinary scenario step on the :class:`~anonex.kernel.backend.ModelBackend`
+each action as an ordinary scenario step on the :class:`~anonex.harness.model.ModelBackend`
 of a copy of the state. A step the backend refuses (a segfault, an unsupported operation)
 is not a transition; a kernel ``BUG_ON`` is a finding in a state that is not explored
 further.
@@ -17,8 +17,8 @@ from anonex.explore import canon, properties
 from anonex.explore.clone import clone_kernel, clone_oracle
 from anonex.explore.space import PIN_OPTS, Action, Bounds, order, setup_steps, to_step
 from anonex.findings import Finding, model_error
-from anonex.kernel import invariants
-from anonex.kernel.backend import ModelBackend
+from anonex.harness import invariants
+from anonex.harness.model import ModelBackend
 from anonex.kernel.errors import KernelBug, Segfault
 from anonex.kernel.folio import Folio
 from anonex.kernel.gup import FOLL_WRITE
@@ -125,7 +125,7 @@ class Space:
         k = w.be.k
         ops = self._ops
         out: list[Action] = []
-        live = sorted(k.mms, key=canon.proc_index)
+        live = sorted(k.mms, key=ast.proc_index)
         twins: frozenset[str] = frozenset()
         prune = self.prune
         if prune:
@@ -220,11 +220,11 @@ class Space:
                 out.append(("exit", p, "", -1, ""))
         if "read-pipe" in ops:
             for name, pipe in k.pipes.items():
-                holders = sorted(pipe.holders, key=canon.proc_index)
+                holders = sorted(pipe.holders, key=ast.proc_index)
                 if holders:
                     out.append(("read-pipe", holders[0], "", -1, name))
         for name, pin in k.pins.items():
-            holders = sorted(pin.holders, key=canon.proc_index)
+            holders = sorted(pin.holders, key=ast.proc_index)
             if not holders:
                 continue
             if "unpin" in ops:
@@ -279,7 +279,7 @@ class Space:
             st = self._steps[a] = to_step(a)
         try:
             res = be.apply(st)
-        except (Segfault, Unsupported, NotImplementedError):
+        except (Segfault, Unsupported):
             return None
         except KernelBug as bug:
             return Outcome(w2, [bug.finding()], crashed=True)

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from anonex.fingerprint.catalog import Catalog
 from anonex.fingerprint.judge import Fingerprint, RuleResult, judge
 from anonex.observation import Backend
-from anonex.scenario.runner import Trace, run
+from anonex.runner import Trace, run
 
 __all__ = ["Catalog", "Fingerprint", "RuleResult", "fingerprint", "judge_traces", "run_catalog"]
 

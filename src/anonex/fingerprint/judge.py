@@ -21,10 +21,10 @@ from typing import Literal
 
 from anonex.diff import FIELDS, diff
 from anonex.fingerprint.catalog import UNOBSERVABLE, Catalog
-from anonex.kernel.backend import ModelBackend
+from anonex.harness.model import ModelBackend
 from anonex.kernel.versions import BOUNDARIES, Boundary, Rules, boundary_versions
+from anonex.runner import Trace, run
 from anonex.scenario.ast import Scenario
-from anonex.scenario.runner import Trace, run
 from anonex.versions import KernelVersion
 
 #: what one scenario says of one rule on a kernel

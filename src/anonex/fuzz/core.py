@@ -24,7 +24,7 @@ from anonex.explore.walks import live_space, walk_scenarios
 from anonex.fuzz.judge import evaluate
 from anonex.fuzz.kernels import FuzzKernel
 from anonex.fuzz.shrink import Shrunk, Target, shrink, target
-from anonex.kernel.backend import ModelBackend
+from anonex.harness.model import ModelBackend
 from anonex.live import LiveUnavailable
 from anonex.scenario.parser import parse
 from anonex.versions import KernelVersion

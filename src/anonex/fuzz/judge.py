@@ -17,9 +17,9 @@ from typing import Literal
 
 from anonex.diff import Divergence, diff
 from anonex.fuzz.kernels import FuzzKernel
-from anonex.kernel.backend import ModelBackend
+from anonex.harness.model import ModelBackend
+from anonex.runner import Trace, run
 from anonex.scenario.ast import Scenario
-from anonex.scenario.runner import Trace, run
 
 Status = Literal["agree", "diverge", "skip", "refused"]
 

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from anonex.live import LiveUnavailable
 from anonex.observation import Backend
+from anonex.runner import Trace, run
 from anonex.scenario.ast import Scenario
-from anonex.scenario.runner import Trace, run
 from anonex.versions import KernelVersion
 
 if TYPE_CHECKING:

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from anonex.diff import Divergence
 from anonex.fuzz.judge import Outcome, evaluate, signature
 from anonex.fuzz.kernels import FuzzKernel
-from anonex.kernel.backend import ModelBackend
+from anonex.harness.model import ModelBackend
 from anonex.scenario.ast import Scenario
 from anonex.scenario.errors import ScenarioError
 from anonex.scenario.parser import parse

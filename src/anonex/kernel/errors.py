@@ -35,3 +35,8 @@ class KernelBug(Exception):
 
 class Segfault(Exception):
     """The access is not allowed: the process would get SIGSEGV, a syscall EFAULT."""
+
+
+class NotModelled(Exception):
+    """A path of the kernel the model does not have (the harness turns it into a skipped
+    step, never a finding)."""

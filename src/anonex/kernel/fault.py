@@ -24,7 +24,7 @@ from anonex.kernel import flags as pf
 from anonex.kernel.errors import KernelBug, Segfault
 from anonex.kernel.folio import Folio, Page, page_mapcount
 from anonex.kernel.lru import lru_batch_ref, lru_cache_add
-from anonex.kernel.pgtable import DeviceExclusivePte, Pmd, Pte, SwapPte
+from anonex.kernel.pgtable import HPAGE_PMD_NR, DeviceExclusivePte, Pmd, Pte, SwapPte, huge_base
 from anonex.kernel.rmap import (
     RMAP_EXCLUSIVE,
     folio_add_new_anon_rmap,
@@ -32,7 +32,6 @@ from anonex.kernel.rmap import (
     folio_remove_rmap_pte,
 )
 from anonex.kernel.state import (
-    HPAGE_PMD_NR,
     MM,
     VM_HUGEPAGE,
     VM_HUGETLB,
@@ -41,7 +40,6 @@ from anonex.kernel.state import (
     VM_WRITE,
     VMA,
     Kernel,
-    huge_base,
 )
 
 FAULT_FLAG_WRITE = 0x1

@@ -24,7 +24,7 @@ from anonex.kernel.fault import (
     vm_normal_page,
 )
 from anonex.kernel.folio import GUP_PIN_COUNTING_BIAS, Page, folio_has_pincount
-from anonex.kernel.pgtable import Pte
+from anonex.kernel.pgtable import Pte, huge_base
 from anonex.kernel.state import (
     MM,
     VM_MAYREAD,
@@ -35,7 +35,6 @@ from anonex.kernel.state import (
     VM_WRITE,
     VMA,
     Kernel,
-    huge_base,
     is_cow_mapping,
 )
 

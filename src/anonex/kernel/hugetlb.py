@@ -14,14 +14,14 @@ from __future__ import annotations
 from anonex.kernel import flags as pf
 from anonex.kernel.errors import KernelBug
 from anonex.kernel.folio import Folio
-from anonex.kernel.pgtable import Pmd
+from anonex.kernel.pgtable import HPAGE_PMD_ORDER, Pmd
 from anonex.kernel.rmap import (
     EBUSY,
     folio_move_anon_rmap,
     folio_remove_rmap_pmd,
     hugetlb_try_dup_anon_rmap,
 )
-from anonex.kernel.state import HPAGE_PMD_ORDER, MM, VM_WRITE, VMA, Kernel, is_cow_mapping
+from anonex.kernel.state import MM, VM_WRITE, VMA, Kernel, is_cow_mapping
 
 
 def alloc_hugetlb_folio(k: Kernel) -> Folio:

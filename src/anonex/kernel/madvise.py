@@ -8,12 +8,12 @@ populate-read never unshares); ``MADV_PAGEOUT`` reclaims pages mapped by this pr
 
 from __future__ import annotations
 
-from anonex.kernel.errors import Segfault
+from anonex.kernel.errors import NotModelled, Segfault
 from anonex.kernel.fault import FAULT_FLAG_WRITE, handle_mm_fault
 from anonex.kernel.folio import Folio
 from anonex.kernel.lru import lru_add_drain
 from anonex.kernel.mmap import update_vma_flags, vma_flag_changes, zap_range
-from anonex.kernel.pgtable import Pte
+from anonex.kernel.pgtable import HPAGE_PMD_NR, Pte, huge_base
 from anonex.kernel.state import (
     MM,
     VM_DONTCOPY,
@@ -24,9 +24,7 @@ from anonex.kernel.state import (
     VM_WIPEONFORK,
     VM_WRITE,
     Kernel,
-    huge_base,
 )
-from anonex.observation import Unsupported
 
 # advice -> (VMA flags set, VMA flags cleared)
 _VMA_FLAG = {
@@ -101,7 +99,7 @@ def madvise(k: Kernel, mm: MM, start: int, end: int, advice: str) -> None:
         break_ksm(k, mm, start, end)
         update_vma_flags(k, mm, start, end, 0, VM_MERGEABLE)
     else:
-        raise Unsupported(f"madvise {advice}: the model does not know this advice")
+        raise NotModelled(f"madvise {advice}: the model does not know this advice")
 
 
 def madvise_pageout(k: Kernel, mm: MM, start: int, end: int) -> None:
@@ -172,7 +170,7 @@ def _pageout_walk(mm: MM, start: int, end: int) -> tuple[list[Folio], list[Folio
 
 def _mapped_only_within(mm: MM, folio: object, start: int, end: int) -> bool:
     for base, pmd in mm.pmds.items():
-        if pmd.folio is folio and not (start <= base and base + 512 <= end):
+        if pmd.folio is folio and not (start <= base and base + HPAGE_PMD_NR <= end):
             return False
     return all(start <= vpn < end for vpn, e in mm.ptes.items()
                if isinstance(e, Pte) and e.page.folio is folio)

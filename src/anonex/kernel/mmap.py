@@ -12,18 +12,9 @@ from __future__ import annotations
 import itertools
 
 from anonex.kernel.lru import lru_add_drain
-from anonex.kernel.pgtable import Entry, Pte, SwapPte
+from anonex.kernel.pgtable import HPAGE_PMD_NR, Entry, Pte, SwapPte
 from anonex.kernel.rmap import folio_remove_rmap_pte
-from anonex.kernel.state import (
-    HPAGE_PMD_NR,
-    MM,
-    VM_MAYREAD,
-    VM_MAYWRITE,
-    VM_READ,
-    VM_WRITE,
-    VMA,
-    Kernel,
-)
+from anonex.kernel.state import MM, VM_MAYREAD, VM_MAYWRITE, VM_READ, VM_WRITE, VMA, Kernel
 
 
 def mmap_anon(k: Kernel, mm: MM, start: int, npages: int, extra_flags: int = 0) -> VMA:

@@ -26,6 +26,15 @@ from mypy_extensions import mypyc_attr
 if TYPE_CHECKING:
     from anonex.kernel.folio import Folio, Page
 
+HPAGE_PMD_ORDER = 9  # x86-64 (and arm64 with 4 KiB pages): a PMD maps 2 MiB
+HPAGE_PMD_NR = 1 << HPAGE_PMD_ORDER  # small pages under one PMD
+
+
+def huge_base(vpn: int) -> int:
+    """The first vpn of the 2 MiB-aligned range holding *vpn*."""
+    return vpn & ~(HPAGE_PMD_NR - 1)
+
+
 MigrationKind = Literal["readable", "readable_exclusive", "writable"]
 
 

@@ -18,7 +18,7 @@ from mypy_extensions import mypyc_attr
 from anonex.kernel.errors import Segfault
 from anonex.kernel.flags import LAYOUTS, layout_for
 from anonex.kernel.folio import Folio, Page, free_pages_prepare
-from anonex.kernel.pgtable import Entry, Pmd
+from anonex.kernel.pgtable import Entry, Pmd, huge_base
 from anonex.kernel.versions import Rules
 from anonex.versions import CURRENT, KernelVersion
 
@@ -38,13 +38,8 @@ VM_MERGEABLE = 0x80000000
 
 REGION_BASE_VPN = 0x10000000000 >> 12  # 1 TiB, as the live backend
 REGION_STRIDE = 1024  # 4 MiB between regions
-HPAGE_PMD_NR = 512  # small pages in a PMD-size (2 MiB) folio
-HPAGE_PMD_ORDER = 9
 
 
-def huge_base(vpn: int) -> int:
-    """The first vpn of the 2 MiB-aligned range holding *vpn*."""
-    return vpn & ~(HPAGE_PMD_NR - 1)
 ZERO_PFN = 0
 HUGE_ZERO_PFN = 1 << 40  # outside the model's allocations
 

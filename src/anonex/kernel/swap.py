@@ -25,7 +25,7 @@ from anonex.kernel import flags as pf
 from anonex.kernel.errors import KernelBug
 from anonex.kernel.folio import Folio, folio_maybe_dma_pinned
 from anonex.kernel.lru import lru_add_drain, lru_cache_add
-from anonex.kernel.pgtable import Pte, SwapPte
+from anonex.kernel.pgtable import HPAGE_PMD_NR, Pte, SwapPte, huge_base
 from anonex.kernel.rmap import (
     RMAP_EXCLUSIVE,
     RMAP_NONE,
@@ -34,17 +34,7 @@ from anonex.kernel.rmap import (
     folio_remove_rmap_pte,
     folio_try_share_anon_rmap_pte,
 )
-from anonex.kernel.state import (
-    HPAGE_PMD_NR,
-    MM,
-    VM_HUGEPAGE,
-    VM_NOHUGEPAGE,
-    VM_WRITE,
-    VMA,
-    Kernel,
-    SwapSlot,
-    huge_base,
-)
+from anonex.kernel.state import MM, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_WRITE, VMA, Kernel, SwapSlot
 
 
 def swap_count(k: Kernel, slot: int) -> int:
@@ -402,7 +392,7 @@ def swap_vma_readahead(k: Kernel, mm: MM, vma: VMA, vpn: int) -> None:
         left = (win - 1) // 2
         lo, hi = vpn - left, vpn + win - left
     base = vpn & ~511
-    lo, hi = max(lo, vma.start, base), min(hi, vma.end, base + 512)
+    lo, hi = max(lo, vma.start, base), min(hi, vma.end, base + HPAGE_PMD_NR)
     for v in range(lo, hi):
         e = mm.ptes.get(v)
         if v == vpn or not isinstance(e, SwapPte):

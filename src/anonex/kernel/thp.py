@@ -20,7 +20,7 @@ from anonex.kernel import flags as pf
 from anonex.kernel.errors import KernelBug
 from anonex.kernel.folio import Folio
 from anonex.kernel.lru import lru_add_drain, lru_cache_add
-from anonex.kernel.pgtable import Pmd, Pte
+from anonex.kernel.pgtable import HPAGE_PMD_NR, HPAGE_PMD_ORDER, Pmd, Pte
 from anonex.kernel.rmap import (
     EBUSY,
     RMAP_EXCLUSIVE,
@@ -29,15 +29,7 @@ from anonex.kernel.rmap import (
     folio_remove_rmap_pmd,
     folio_try_dup_anon_rmap_pmd,
 )
-from anonex.kernel.state import (
-    HPAGE_PMD_NR,
-    HPAGE_PMD_ORDER,
-    MM,
-    VM_NOHUGEPAGE,
-    VM_WRITE,
-    VMA,
-    Kernel,
-)
+from anonex.kernel.state import MM, VM_NOHUGEPAGE, VM_WRITE, VMA, Kernel
 
 
 def split_huge_pmd(k: Kernel, mm: MM, base: int) -> None:

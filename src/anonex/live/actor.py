@@ -34,7 +34,8 @@ from typing import Any
 from anonex.live import libc
 from anonex.live.channel import ActorEnd
 from anonex.live.iouring import Ring
-from anonex.live.pagedata import PAGE, combine, page_bytes, tag_of, tags_of
+from anonex.live.pagedata import PAGE, page_bytes, tag_of, tags_of
+from anonex.scenario.ast import join_tags
 
 WARMUP_ROUNDS = 32
 LOOK_AHEAD = 256  # bytes of a page read first when looking for its tag
@@ -161,7 +162,7 @@ class Actor:
         return base
 
     def _tags(self, base: int, npages: int) -> str:
-        return combine([tag_of(ctypes.string_at(base + i * PAGE, PAGE)) for i in range(npages)])
+        return join_tags([tag_of(ctypes.string_at(base + i * PAGE, PAGE)) for i in range(npages)])
 
     # -- memory ------------------------------------------------------------------------------
 
@@ -357,7 +358,7 @@ class Actor:
                 if not b:
                     break
                 chunks.append(b)
-        return {"value": combine(tags_of(b"".join(chunks)))}
+        return {"value": join_tags(tags_of(b"".join(chunks)))}
 
     # -- long-term pins (io_uring fixed buffers) ---------------------------------------------
 
@@ -433,7 +434,7 @@ class Actor:
         finally:
             os.close(r)
             os.close(w)
-        return {"value": combine(tags_of(b"".join(parts)))}
+        return {"value": join_tags(tags_of(b"".join(parts)))}
 
     # -- O_DIRECT (short-term pins) ----------------------------------------------------------
     #

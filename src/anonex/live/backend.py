@@ -47,6 +47,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from anonex.kernel.flags import layout_for
+from anonex.kernel.pgtable import HPAGE_PMD_NR
 from anonex.kernel.versions import Rules
 from anonex.live import (
     LiveUnavailable,
@@ -60,7 +62,7 @@ from anonex.live import (
 from anonex.live.actor import actor_main
 from anonex.live.channel import ChannelClosed, ChannelError, DriverEnd, make_fifos
 from anonex.live.dio import DioTarget, DioUnavailable, ensure_dio
-from anonex.live.observe import HPAGE_PMD_NR, DataReader, Observer, ProcessGone, RegionView
+from anonex.live.observe import DataReader, Observer, ProcessGone, RegionView
 from anonex.live.pagedata import PAGE
 from anonex.observation import PageObs, StepResult, Unsupported
 from anonex.procfs import kpageflags as kpf
@@ -839,9 +841,7 @@ def _layout_skip(scenario: Scenario, version: KernelVersion, exclusive: bool) ->
     want = getattr(scenario, "layout", None)
     if not want:
         return ""
-    rules = Rules(version)
-    have = "none" if not exclusive else \
-        "owner_2" if rules.owner_2_rename else "mappedtodisk"
+    have = layout_for(exclusive, Rules(version).owner_2_rename).name
     if want == have:
         return ""
     return (f"layout {want}: the running kernel ({version}) has the {have} layout; other "

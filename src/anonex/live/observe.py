@@ -53,6 +53,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from anonex.kernel.pgtable import HPAGE_PMD_NR
 from anonex.live import features
 from anonex.live.pagedata import PAGE
 from anonex.observation import PageObs
@@ -60,7 +61,6 @@ from anonex.pagetypes import decode as dc
 from anonex.procfs import kpageflags as kpf
 from anonex.procfs import pagemap as pm
 
-HPAGE_PMD_NR = 512  # small pages per PMD (x86-64, arm64 with 4 KiB pages)
 HPAGE_PMD_SIZE = HPAGE_PMD_NR * PAGE
 
 

@@ -1,14 +1,12 @@
 """Tags in pages: how a scenario's short strings are laid out in 4096-byte pages.
 
 A written page holds the tag's UTF-8 bytes followed by zeros up to the page end; a page's
-tag is its bytes up to the first NUL (so a never-written page reads ""). A read over several
-pages gives the tag when every page holds the same one, else the tags in page order joined
-by ",". Pure functions; nothing fails (undecodable bytes are replaced).
+tag is its bytes up to the first NUL (so a never-written page reads ""); a read over several
+pages joins them with :func:`anonex.scenario.ast.join_tags`. Pure functions; nothing fails
+(undecodable bytes are replaced).
 """
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 PAGE = 4096
 
@@ -25,15 +23,6 @@ def tag_of(data: bytes) -> str:
     """The tag held by one page's bytes."""
     end = data.find(b"\0")
     return (data if end < 0 else data[:end]).decode("utf-8", errors="replace")
-
-
-def combine(tags: Sequence[str]) -> str:
-    """One value for several pages: the common tag, else the tags joined by ","."""
-    if not tags:
-        return ""
-    if all(t == tags[0] for t in tags):
-        return tags[0]
-    return ",".join(tags)
 
 
 def tags_of(data: bytes, size: int = PAGE) -> list[str]:

@@ -28,9 +28,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from anonex.kernel.versions import Rules
 from anonex.pagetypes import names as nm
 from anonex.procfs import kpageflags as kpf
 from anonex.procfs import pagemap as pm
+from anonex.versions import KernelVersion
 
 Words = NDArray[np.uint64]
 Bools = NDArray[np.bool_]
@@ -232,12 +234,13 @@ def page_info(w: ArrayLike, whole: ArrayLike | bool | None = None, *,
 
 def head_mirrored_for(release: str) -> bool:
     """Whether a kernel of this ``uname -r`` release reports a large folio's head flags
-    for every page (v6.10 and later). Unparseable releases count as yes."""
+    for every page (rule ``kpageflags_from_head`` of the version table). Unparseable
+    releases count as yes."""
     try:
-        major, minor = (int(x) for x in release.split("-")[0].split(".")[:2])
+        version = KernelVersion.parse(release)
     except ValueError:
         return True
-    return (major, minor) >= (6, 10)
+    return Rules(version).kpageflags_from_head
 
 
 # -- summaries ---------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from rich.text import Text
 
 from anonex.report import text as rtext
 from anonex.report.result import CheckResult
-from anonex.scenario.runner import Trace
+from anonex.runner import Trace
 
 CELL = {"pass": ("·", "green"), "unobservable": ("?", "green"), "xfail": ("x", "cyan"),
         "skip": ("s", "yellow"), "fail": ("F", "bold red"), "xpass": ("X", "bold magenta"),

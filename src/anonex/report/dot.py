@@ -10,7 +10,7 @@ Render with ``dot -Tsvg run.dot > run.svg``.
 from __future__ import annotations
 
 from anonex.observation import PageObs
-from anonex.scenario.runner import Trace
+from anonex.runner import Trace
 
 
 def _q(s: str) -> str:

@@ -66,8 +66,8 @@ from anonex.diff import Divergence, diff, group
 from anonex.observation import PageObs
 from anonex.report.result import CheckResult
 from anonex.report.text import SHORT
+from anonex.runner import ExpectRecord, StepRecord, Trace
 from anonex.scenario import ast
-from anonex.scenario.runner import ExpectRecord, StepRecord, Trace
 
 Key = tuple[str, str, int]
 Obs = dict[Key, PageObs]

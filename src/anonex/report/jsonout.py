@@ -7,7 +7,7 @@ from typing import Any
 
 from anonex.diff import group
 from anonex.report.result import CheckResult
-from anonex.scenario.runner import Trace
+from anonex.runner import Trace
 
 
 def trace_json(t: Trace) -> dict[str, Any]:

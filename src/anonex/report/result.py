@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from anonex.diff import Divergence
+from anonex.runner import Trace
 from anonex.scenario.ast import Scenario
-from anonex.scenario.runner import Trace
 from anonex.versions import KernelVersion
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from anonex.diff import group
 from anonex.report.result import CheckResult
-from anonex.scenario.runner import Trace
+from anonex.runner import Trace
 
 _MAX_DIAG = 8  # divergence lines per test
 

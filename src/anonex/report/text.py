@@ -13,7 +13,7 @@ from rich.text import Text
 from anonex.diff import Divergence, group
 from anonex.fuzz.core import FuzzReport, KernelReport
 from anonex.observation import PageObs
-from anonex.scenario.runner import Trace
+from anonex.runner import Trace
 
 STYLE = {"pass": "green", "xfail": "cyan", "skip": "yellow", "fail": "bold red",
          "xpass": "bold magenta"}

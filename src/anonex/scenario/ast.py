@@ -7,6 +7,7 @@ source position so that errors and verdicts can point at the line.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -258,6 +259,19 @@ class Scenario:
             if x.on.contains(v):
                 return x
         return None
+
+
+def proc_index(name: str) -> int:
+    """A process's number: ``P3`` -> 3 (processes are ordered by it)."""
+    return int(name[1:])
+
+
+def join_tags(tags: Sequence[str]) -> str:
+    """The value of a read over several pages (DESIGN §4): the tag when every page holds
+    the same one, else the tags in page order joined by ","."""
+    if tags and all(t == tags[0] for t in tags):
+        return tags[0]
+    return ",".join(tags)
 
 
 def _q(s: str) -> str:

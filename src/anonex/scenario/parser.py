@@ -18,11 +18,10 @@ import lark
 from lark import Lark, Token, Transformer, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
+from anonex.kernel.pgtable import HPAGE_PMD_NR
 from anonex.scenario import ast
 from anonex.scenario.errors import ScenarioError
 from anonex.versions import KernelVersion
-
-PAGES_PER_HUGE = 512  # a 2 MiB THP or hugetlb page holds 512 small pages
 
 # What each terminal means, for "expected …" messages.
 _DESCRIBE: dict[str, str] = {
@@ -425,7 +424,7 @@ def check(scen: ast.Scenario, text: str = "") -> None:
                         raise _err(scen, text, pos, "an anon region holds at most 4096 pages")
                     regions[st.loc.region] = st.npages
                 else:
-                    regions[st.loc.region] = PAGES_PER_HUGE
+                    regions[st.loc.region] = HPAGE_PMD_NR
             elif op == "mremap":
                 need_loc(st.loc, pos)
                 assert st.loc is not None and st.name is not None

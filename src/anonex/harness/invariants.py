@@ -26,10 +26,10 @@ from anonex.findings import (
     WRITABLE_EXCLUSIVE,
     Finding,
 )
+from anonex.harness.oracle import Oracle
 from anonex.kernel import flags as pf
 from anonex.kernel.folio import GUP_PIN_COUNTING_BIAS, Folio, Page
 from anonex.kernel.gup import FOLL_PIN
-from anonex.kernel.oracle import Oracle
 from anonex.kernel.pgtable import DeviceExclusivePte, Pte, SwapPte
 from anonex.kernel.rmap import maps_page_at
 from anonex.kernel.state import Kernel

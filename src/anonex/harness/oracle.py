@@ -6,7 +6,7 @@ vmsplice may show what the page held then or what its owner wrote since, never w
 process wrote; a pin shows what the pinning process has at that address as long as the
 process keeps the mapping. The model backend compares every value the model returns with
 these promises, which is how "no leak" and "isolation" (DESIGN §3) are checked; pin
-coherence is checked in every state (:func:`anonex.kernel.invariants.pin_coherence`).
+coherence is checked in every state (:func:`anonex.harness.invariants.pin_coherence`).
 """
 
 from __future__ import annotations
