@@ -20,8 +20,8 @@ from __future__ import annotations
 from anonex.kernel import flags as pf
 from anonex.kernel.errors import KernelBug
 from anonex.kernel.folio import Folio, Page, folio_maybe_dma_pinned
-from anonex.kernel.pgtable import Pte, SwapPte
-from anonex.kernel.state import HPAGE_PMD_NR, HPAGE_PMD_ORDER, MM, Kernel
+from anonex.kernel.pgtable import HPAGE_PMD_NR, HPAGE_PMD_ORDER, Pte, SwapPte
+from anonex.kernel.state import MM, Kernel
 
 RMAP_NONE = 0
 RMAP_EXCLUSIVE = 1
@@ -77,15 +77,6 @@ def folio_add_anon_rmap_pte(k: Kernel, folio: Folio, page: Page, rmap_flags: int
         folio.mm_add(mm)
     if _new_flag(k, rmap_flags):
         pf.SetPageAnonExclusive(page)
-
-
-def folio_add_anon_rmap_pmd(k: Kernel, folio: Folio, rmap_flags: int, mm: str = "") -> None:
-    """``folio_add_anon_rmap_pmd()``: one more PMD mapping; the flag on the head."""
-    folio.entire_mapcount += 1
-    folio.large_mapcount += 1
-    folio.mm_add(mm)
-    if _new_flag(k, rmap_flags):
-        pf.SetPageAnonExclusive(folio.pages[0])
 
 
 def folio_remove_rmap_pte(folio: Folio, page: Page, mm: str = "") -> None:
