@@ -4,6 +4,7 @@ and the declarations stay in step with the table (tools/gen_rules.py)."""
 from __future__ import annotations
 
 import importlib.util
+import re
 from pathlib import Path
 
 import pytest
@@ -42,3 +43,19 @@ def test_a_misspelt_rule_fails_at_run_time_too() -> None:
     typo = "anon_exclusiv"
     with pytest.raises(AttributeError, match="no kernel rule named 'anon_exclusiv'"):
         getattr(r, typo)
+
+
+def test_a_cve_leads_to_the_rules_that_fix_it() -> None:
+    """Each CVE a row names is well formed, and a search of the rules' declarations for it
+    finds the rule (its generated line carries the CVE)."""
+    source = (Path(__file__).resolve().parent.parent / "src" / "anonex" / "kernel"
+              / "versions.py").read_text()
+    named = {c for b in BOUNDARIES for c in b.cves}
+    assert "CVE-2020-29374" in named
+    for b in BOUNDARIES:
+        for cve in b.cves:
+            assert re.fullmatch(r"CVE-\d{4}-\d{4,}", cve), cve
+        if b.cves:
+            assert f"\n    {b.name}: bool  # fixes {', '.join(b.cves)}\n" in source
+    fixers = [b.name for b in BOUNDARIES if "CVE-2020-29374" in b.cves]
+    assert "gup_forces_cow_break" in fixers

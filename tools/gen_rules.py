@@ -1,7 +1,7 @@
 """Rewrite the generated block of ``Rules`` in ``src/anonex/kernel/versions.py``: one
-``name: bool`` declaration per row of ``BOUNDARIES``, so that mypy knows every rule and
-rejects a misspelt one. ``python tools/gen_rules.py`` (``--check``: only say whether the
-block is up to date; exit 1 if not)."""
+``name: bool`` declaration per row of ``BOUNDARIES`` (with the CVEs the rule fixes), so
+that mypy knows every rule and rejects a misspelt one. ``python tools/gen_rules.py``
+(``--check``: only say whether the block is up to date; exit 1 if not)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ BLOCK = re.compile(r"(    # --- generated from BOUNDARIES[^\n]*\n)(.*?)(    # --
 def generated() -> str:
     from anonex.kernel.versions import BOUNDARIES
 
-    return "".join(f"    {b.name}: bool\n" for b in BOUNDARIES)
+    return "".join(f"    {b.name}: bool" + (f"  # fixes {', '.join(b.cves)}" if b.cves else "")
+                   + "\n" for b in BOUNDARIES)
 
 
 def main() -> int:

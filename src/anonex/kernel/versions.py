@@ -26,7 +26,8 @@ class Boundary:
     6.18); a stable series that got the change later is named in ``backports`` (for
     ``since``) or ``until_backports`` (for ``until``) as the first release of that series
     that has it, e.g. ``5.10.9``. ``--kernel 5.10`` is the mainline 5.10.0; ``5.10.9`` has
-    every backport up to 5.10.9.
+    every backport up to 5.10.9. ``cves`` names the vulnerabilities the change fixed, so
+    that a search for a CVE lands on the rules that close it.
     """
 
     name: str
@@ -38,6 +39,7 @@ class Boundary:
     backports: tuple[KernelVersion, ...] = ()
     until_backports: tuple[KernelVersion, ...] = ()
     modelled: bool = True  # False: recorded for readers, no model rule reads it
+    cves: tuple[str, ...] = ()
 
     def holds(self, v: KernelVersion) -> bool:
         if not _reached(v, self.since, self.backports):
@@ -74,11 +76,14 @@ BOUNDARIES: tuple[Boundary, ...] = (
     Boundary("gup_forces_cow_break", _v("5.8"), '17839856fd58 "gup: document and work around '
              '\'COW can break either way\' issue"', "every GUP in a COW mapping is done as "
              "FOLL_WRITE, so R/O GUP breaks COW too", until=_v("5.9"),
-             note="reverted by a308c71bf1e6 \"mm/gup: Remove enfornced COW mechanism\""),
+             note="reverted by a308c71bf1e6 \"mm/gup: Remove enfornced COW mechanism\"",
+             cves=("CVE-2020-29374",)),
     Boundary("thp_wp_split_fallback", _v("5.8"), "\"mm: thp: change CoW semantics for anon-THP\"",
              "a write to a shared PMD THP splits the PMD and copies one 4 KiB page"),
     Boundary("reuse_by_page_count", _v("5.9"), '09854ba94c6a "mm: do_wp_page() simplification"',
-             "PTE write-fault reuse needs page_count == 1 (any extra reference copies)"),
+             "PTE write-fault reuse needs page_count == 1 (any extra reference copies)",
+             note="closes CVE-2020-29374 for PTEs without forcing COW in GUP",
+             cves=("CVE-2020-29374",)),
     Boundary("remote_faults_to_caller", _v("5.9"), 'bce617edecad "mm: do page fault accounting '
              'in handle_mm_fault"', "faults GUP takes on another mm count against the "
              "calling thread (before: the target task)"),
@@ -89,13 +94,14 @@ BOUNDARIES: tuple[Boundary, ...] = (
              'when page pinned on src mm"', "the same for hugetlb", note="version inferred"),
     Boundary("cow_fixes_part1", _v("5.18"), '"mm: COW fixes part 1: fix the COW security issue '
              'for THP and swap"', "page_count reuse also for PMD THP and do_swap_page; "
-             "lru_add_drain and swapcache freeing in do_wp_page", note="version inferred"),
+             "lru_add_drain and swapcache freeing in do_wp_page", note="version inferred",
+             cves=("CVE-2020-29374",)),
     Boundary("anon_exclusive", _v("5.19"), '6c287605fd56 "mm: remember exclusively mapped '
              'anonymous pages with PG_anon_exclusive"', "PG_anon_exclusive, try_dup/try_share, "
              "unshare faults for R/O pins, the swap-entry exclusive bit"),
     Boundary("foll_force_exclusive", _v("6.0"), '5535be309971 "mm/gup: fix FOLL_FORCE COW '
              'security issue and remove FOLL_COW"', "a FOLL_FORCE write to a R/O PTE is allowed "
-             "only on an exclusive anon page"),
+             "only on an exclusive anon page", cves=("CVE-2022-2590",)),
     Boundary("mprotect_upgrade_exclusive", _v("6.0"), '64fe24a3e05e "mm/mprotect: try avoiding '
              'write faults for exclusive anonymous pages when changing protection"',
              "mprotect(PROT_WRITE) maps exclusive anon pages writable at once"),
@@ -213,15 +219,15 @@ class Rules:
 
     # --- generated from BOUNDARIES by tools/gen_rules.py: do not edit by hand ---
     ksm_reuse: bool
-    gup_forces_cow_break: bool
+    gup_forces_cow_break: bool  # fixes CVE-2020-29374
     thp_wp_split_fallback: bool
-    reuse_by_page_count: bool
+    reuse_by_page_count: bool  # fixes CVE-2020-29374
     remote_faults_to_caller: bool
     fork_copies_pinned: bool
     hugetlb_fork_copies_pinned: bool
-    cow_fixes_part1: bool
+    cow_fixes_part1: bool  # fixes CVE-2020-29374
     anon_exclusive: bool
-    foll_force_exclusive: bool
+    foll_force_exclusive: bool  # fixes CVE-2022-2590
     mprotect_upgrade_exclusive: bool
     mprotect_upgrade_clean: bool
     madv_collapse: bool

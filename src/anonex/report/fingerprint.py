@@ -60,7 +60,9 @@ def table(console: Console, fp: Fingerprint, verbose: bool = False) -> None:
     for r in fp.results:
         mark = "" if r.mark == "as expected" else \
             "unobservable here" if r.mark == "unobservable" else r.mark
-        t.add_row(r.rule, _since(r), _yes(r.observed), _expected(r, fp),
+        b = r.boundary
+        rule = r.rule + ("\n" + ", ".join(b.cves) if b.cves else "")
+        t.add_row(rule, _since(r), _yes(r.observed), _expected(r, fp),
                   Text(mark, style=MARK_STYLE[r.mark]), _how(r))
     console.print(t)
     if verbose:
