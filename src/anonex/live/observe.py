@@ -190,7 +190,8 @@ class Observer:
             self._files[pid] = fd
         return fd
 
-    def pagemap(self, pid: int, addr: int, npages: int) -> list[pm.PagemapEntry]:
+    def _pagemap_bytes(self, pid: int, addr: int, npages: int) -> bytes:
+        """The pagemap of *npages* pages from *addr*, in one read (zeros past its end)."""
         pmfd = self._pagemap_fd(pid)
         want = npages * pm.PM_ENTRY_BYTES
         try:
@@ -201,21 +202,15 @@ class Observer:
             if not data:
                 raise ProcessGone(f"pagemap of {pid} reads empty")
             data += b"\0" * (want - len(data))
-        return pm.decode_bytes(data)
+        return data
+
+    def pagemap(self, pid: int, addr: int, npages: int) -> list[pm.PagemapEntry]:
+        return pm.decode_bytes(self._pagemap_bytes(pid, addr, npages))
 
     def pagemap_raw(self, pid: int, addr: int, npages: int) -> list[int]:
         """The raw pagemap words of *npages* pages from *addr* (one read)."""
-        pmfd = self._pagemap_fd(pid)
-        want = npages * pm.PM_ENTRY_BYTES
-        try:
-            data = os.pread(pmfd, want, addr // PAGE * pm.PM_ENTRY_BYTES)
-        except ProcessLookupError as e:
-            raise ProcessGone(str(e)) from None
-        if len(data) < want:
-            if not data:
-                raise ProcessGone(f"pagemap of {pid} reads empty")
-            data += b"\0" * (want - len(data))
-        vals: list[int] = np.frombuffer(data, dtype="<u8").tolist()
+        vals: list[int] = np.frombuffer(self._pagemap_bytes(pid, addr, npages),
+                                        dtype="<u8").tolist()
         return vals
 
     def kpageflags(self, pfn: int) -> int:
