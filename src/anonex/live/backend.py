@@ -45,7 +45,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, assert_never
 
 from anonex.kernel.flags import layout_for
 from anonex.kernel.pgtable import HPAGE_PMD_NR
@@ -66,7 +66,7 @@ from anonex.live.observe import DataReader, Observer, ProcessGone, RegionView
 from anonex.live.pagedata import PAGE
 from anonex.observation import PageObs, StepResult, Unsupported
 from anonex.procfs import kpageflags as kpf
-from anonex.scenario.ast import Loc, Scenario, Step
+from anonex.scenario.ast import Loc, OpName, Scenario, Step
 from anonex.versions import KernelVersion
 
 BASE = 0x100_0000_0000  # 1 TiB: far from the interpreter's heap and libraries
@@ -454,15 +454,69 @@ class LiveBackend:
             raise RuntimeError("LiveBackend.step() before start()")
         if self._layout_skip:
             raise Unsupported(self._layout_skip)
-        handler = getattr(self, "_op_" + step.op, None)
-        if handler is None:
-            raise Unsupported(f"{step.op}: not an operation the live backend knows")
+        handler = self._handler(step.op)
         self._drain_lru()
         try:
             res: StepResult = handler(step)
         except _StepError as e:
             return StepResult(error=self._name_addresses(str(e)))
         return res
+
+    def _handler(self, op: OpName) -> Callable[[Step], StepResult]:
+        """The method of each operation; mypy reports an operation missing here."""
+        match op:
+            case "mmap":
+                return self._op_mmap
+            case "write":
+                return self._op_write
+            case "read":
+                return self._op_read
+            case "touch":
+                return self._op_touch
+            case "fork":
+                return self._op_fork
+            case "exit":
+                return self._op_exit
+            case "munmap":
+                return self._op_munmap
+            case "mprotect":
+                return self._op_mprotect
+            case "madvise":
+                return self._op_madvise
+            case "mremap":
+                return self._op_mremap
+            case "vmsplice":
+                return self._op_vmsplice
+            case "read_handle":
+                return self._op_read_handle
+            case "pin":
+                return self._op_pin
+            case "unpin":
+                return self._op_unpin
+            case "dma_write":
+                return self._op_dma_write
+            case "dma_read":
+                return self._op_dma_read
+            case "dio_read":
+                return self._op_dio_read
+            case "dio_write":
+                return self._op_dio_write
+            case "peek":
+                return self._op_peek
+            case "poke":
+                return self._op_poke
+            case "force_write":
+                return self._op_force_write
+            case "split":
+                return self._op_split
+            case "migrate":
+                return self._op_migrate
+            case "inject":
+                return self._op_inject
+            case "ksm_scan":
+                return self._op_ksm_scan
+            case _:
+                assert_never(op)
 
     def _drain_lru(self) -> None:
         """Every step starts with every CPU's LRU add batch drained, as in the model: a
