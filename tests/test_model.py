@@ -17,10 +17,11 @@ import pytest
 from anonex.harness.model import ModelBackend
 from anonex.kernel import flags as pf
 from anonex.kernel.errors import KernelBug
-from anonex.kernel.fault import FAULT_FLAG_UNSHARE, handle_mm_fault
 from anonex.kernel.folio import GUP_PIN_COUNTING_BIAS, folio_maybe_dma_pinned
 from anonex.kernel.gup import FOLL_GET, FOLL_PIN, FOLL_WRITE, get_user_pages, gup_must_unshare
+from anonex.kernel.memory import handle_mm_fault
 from anonex.kernel.pgtable import Pte
+from anonex.kernel.state import FAULT_FLAG_UNSHARE
 from anonex.kernel.versions import BOUNDARIES, Rules, boundary_versions
 from anonex.runner import Trace, run
 from anonex.scenario.parser import parse

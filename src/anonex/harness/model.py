@@ -19,7 +19,6 @@ from anonex.harness import invariants
 from anonex.harness.oracle import Oracle
 from anonex.kernel import flags as pf
 from anonex.kernel.errors import KernelBug, NotModelled, Segfault
-from anonex.kernel.fault import FAULT_FLAG_WRITE, handle_mm_fault
 from anonex.kernel.folio import Page
 from anonex.kernel.fork import dup_mmap
 from anonex.kernel.gup import (
@@ -37,12 +36,14 @@ from anonex.kernel.gup import (
 from anonex.kernel.ksm import ksm_scan
 from anonex.kernel.lru import lru_add_drain
 from anonex.kernel.madvise import madvise
+from anonex.kernel.memory import handle_mm_fault
 from anonex.kernel.memory_failure import identify_page_state
 from anonex.kernel.migrate import migrate_folio
 from anonex.kernel.mmap import exit_mmap, mmap_anon, mremap, munmap
 from anonex.kernel.mprotect import mprotect
 from anonex.kernel.pgtable import HPAGE_PMD_NR, Entry, MigrationPte, Pmd, Pte, SwapPte, huge_base
 from anonex.kernel.state import (
+    FAULT_FLAG_WRITE,
     MM,
     VM_DONTCOPY,
     VM_HUGEPAGE,

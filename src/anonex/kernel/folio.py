@@ -18,6 +18,7 @@ included. Pages are numbered in order of allocation; that number is their identi
 from __future__ import annotations
 
 from anonex.kernel import flags as pf
+from anonex.kernel.errors import KernelBug
 
 GUP_PIN_COUNTING_BIAS = 1024
 
@@ -156,8 +157,6 @@ def free_pages_prepare(folio: Folio, keep_exclusive: bool = False) -> None:
     lay = folio.layout
     if lay.name == "slab" and folio.anon and keep_exclusive:
         folio.anon = False  # page->mapping cleared with the bit still set
-        from anonex.kernel.errors import KernelBug
-
         for p in folio.pages:
             if pf.PageSlab(p) and not p.index:
                 raise KernelBug("bad_page(): PAGE_FLAGS_CHECK_AT_FREE flag(s) set "

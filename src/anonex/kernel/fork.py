@@ -1,7 +1,9 @@
 """fork: duplicating an mm.
 
-Models ``dup_mmap()`` → ``copy_page_range()`` → ``copy_present_ptes()`` /
-``copy_nonpresent_pte()`` (mm/memory.c). VM_DONTCOPY VMAs are not copied; VM_WIPEONFORK VMAs
+Models ``dup_mmap()`` (kernel/fork.c; mm/mmap.c in recent kernels) → ``copy_page_range()``
+→ ``copy_present_ptes()`` / ``copy_nonpresent_pte()`` (mm/memory.c); PMDs go to
+``copy_huge_pmd`` (:mod:`anonex.kernel.thp`) and ``copy_hugetlb_page_range``
+(:mod:`anonex.kernel.hugetlb`). VM_DONTCOPY VMAs are not copied; VM_WIPEONFORK VMAs
 are copied empty. For each present anon page ``folio_try_dup_anon_rmap_pte`` clears
 PG_anon_exclusive and both PTEs become read-only; when it fails (exclusive, MMF_HAS_PINNED,
 maybe pinned) ``copy_present_page`` gives the child its own copy at once and leaves the
@@ -10,7 +12,8 @@ parent's PTE writable (5.9+). Swap entries lose their exclusive bit.
 
 from __future__ import annotations
 
-from anonex.kernel.fault import vm_normal_page
+from anonex.kernel.hugetlb import copy_hugetlb_pmd
+from anonex.kernel.memory import restore_exclusive_pte, vm_normal_page
 from anonex.kernel.pgtable import DeviceExclusivePte, MigrationPte, Pte, SwapPte
 from anonex.kernel.rmap import (
     EBUSY,
@@ -27,6 +30,7 @@ from anonex.kernel.state import (
     Kernel,
     is_cow_mapping,
 )
+from anonex.kernel.thp import copy_huge_pmd
 
 
 def copy_present_page(k: Kernel, dst: MM, dst_vma: VMA, vpn: int, pte: Pte) -> None:
@@ -66,10 +70,17 @@ def copy_migration_pte(src: MM, dst: MM, vma: VMA, vpn: int, e: MigrationPte) ->
     dst.ptes[vpn] = MigrationPte(e.page, kind)
 
 
+def copy_swap_pte(k: Kernel, src: MM, dst: MM, vpn: int, entry: SwapPte) -> None:
+    """``copy_nonpresent_pte()`` for a swap entry: one more swap reference; the parent's
+    entry loses the exclusive bit and the child gets a non-exclusive entry."""
+    k.swap[entry.slot].count += 1
+    if entry.exclusive:
+        src.ptes[vpn] = SwapPte(entry.slot, exclusive=False)
+    dst.ptes[vpn] = SwapPte(entry.slot, exclusive=False)
+
+
 def dup_mmap(k: Kernel, src: MM, child_name: str) -> MM:
     """``dup_mmap()``: a new mm for the child with copies of the parent's VMAs."""
-    from anonex.kernel.swap import copy_swap_pte
-
     dst = MM(child_name)
     if src.name in k.ksm_mms:
         k.ksm_mms.append(child_name)  # ksm_fork()
@@ -86,18 +97,12 @@ def dup_mmap(k: Kernel, src: MM, child_name: str) -> MM:
         for base in sorted(b for b in src.pmds if vma.start <= b < vma.end):
             pmd = src.pmds[base]
             if pmd.folio.hugetlb:
-                from anonex.kernel.hugetlb import copy_hugetlb_pmd
-
                 copy_hugetlb_pmd(k, src, dst, dvma, base, pmd)
             else:
-                from anonex.kernel.thp import copy_huge_pmd
-
                 copy_huge_pmd(k, src, dst, dvma, base, pmd)  # on failure: now PTE-mapped
         for vpn in range(vma.start, vma.end):
             e = src.ptes.get(vpn)
             if isinstance(e, DeviceExclusivePte):
-                from anonex.kernel.device import restore_exclusive_pte
-
                 e = restore_exclusive_pte(k, src, vpn)  # try_restore_exclusive_pte()
             elif isinstance(e, MigrationPte):
                 copy_migration_pte(src, dst, vma, vpn, e)

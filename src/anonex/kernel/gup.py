@@ -16,16 +16,13 @@ from __future__ import annotations
 
 from anonex.kernel import flags as pf
 from anonex.kernel.errors import Segfault
-from anonex.kernel.fault import (
+from anonex.kernel.folio import GUP_PIN_COUNTING_BIAS, Page, folio_has_pincount
+from anonex.kernel.memory import handle_mm_fault, vm_normal_page
+from anonex.kernel.pgtable import Pte, huge_base
+from anonex.kernel.state import (
     FAULT_FLAG_REMOTE,
     FAULT_FLAG_UNSHARE,
     FAULT_FLAG_WRITE,
-    handle_mm_fault,
-    vm_normal_page,
-)
-from anonex.kernel.folio import GUP_PIN_COUNTING_BIAS, Page, folio_has_pincount
-from anonex.kernel.pgtable import Pte, huge_base
-from anonex.kernel.state import (
     MM,
     VM_MAYREAD,
     VM_MAYSHARE,

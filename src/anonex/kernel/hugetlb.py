@@ -1,6 +1,7 @@
 """hugetlb: private anonymous 2 MiB hugetlb pages.
 
-Models mm/hugetlb.c. The flag lives on the head page only (``PageAnonExclusive`` of a tail
+Models mm/hugetlb.c; ``handle_mm_fault`` hands every fault in a hugetlb VMA to
+``hugetlb_fault``. The flag lives on the head page only (``PageAnonExclusive`` of a tail
 reads the head; setting it on a tail is a VM_BUG). A new private page gets the flag
 (``hugetlb_add_new_anon_rmap``). ``hugetlb_wp`` reuses a page whose **mapcount** is 1 — it
 never looks at references, which is why a vmsplice reference taken in a child still sees the
@@ -14,14 +15,22 @@ from __future__ import annotations
 from anonex.kernel import flags as pf
 from anonex.kernel.errors import KernelBug
 from anonex.kernel.folio import Folio
-from anonex.kernel.pgtable import HPAGE_PMD_ORDER, Pmd
+from anonex.kernel.pgtable import HPAGE_PMD_ORDER, Pmd, huge_base
 from anonex.kernel.rmap import (
     EBUSY,
     folio_move_anon_rmap,
     folio_remove_rmap_pmd,
     hugetlb_try_dup_anon_rmap,
 )
-from anonex.kernel.state import MM, VM_WRITE, VMA, Kernel, is_cow_mapping
+from anonex.kernel.state import (
+    FAULT_FLAG_UNSHARE,
+    FAULT_FLAG_WRITE,
+    MM,
+    VM_WRITE,
+    VMA,
+    Kernel,
+    is_cow_mapping,
+)
 
 
 def alloc_hugetlb_folio(k: Kernel) -> Folio:
@@ -38,6 +47,20 @@ def hugetlb_add_new_anon_rmap(k: Kernel, folio: Folio) -> None:
     folio.large_mapcount = 1
     if k.rules.anon_exclusive:
         pf.SetPageAnonExclusive(folio.pages[0])
+
+
+def hugetlb_fault(k: Kernel, mm: MM, vma: VMA, vpn: int, flags: int) -> str:
+    """``hugetlb_fault()``: no huge PTE yet (``hugetlb_no_page``), a write or unshare fault on
+    a read-only one (``hugetlb_wp``), or nothing to do but mark it dirty."""
+    base = huge_base(vpn)
+    pmd = mm.pmds.get(base)
+    if pmd is None:
+        return hugetlb_no_page(k, mm, vma, base, bool(flags & FAULT_FLAG_WRITE))
+    if flags & (FAULT_FLAG_WRITE | FAULT_FLAG_UNSHARE) and not pmd.write:
+        return hugetlb_wp(k, mm, vma, base, bool(flags & FAULT_FLAG_UNSHARE))
+    if flags & FAULT_FLAG_WRITE:
+        pmd.dirty = True
+    return "none"
 
 
 def hugetlb_no_page(k: Kernel, mm: MM, vma: VMA, base: int, write: bool) -> str:

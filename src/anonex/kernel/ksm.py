@@ -19,9 +19,9 @@ from __future__ import annotations
 
 from anonex.kernel import flags as pf
 from anonex.kernel.errors import KernelBug
-from anonex.kernel.fault import FAULT_FLAG_REMOTE, FAULT_FLAG_UNSHARE, handle_mm_fault
 from anonex.kernel.folio import Folio
 from anonex.kernel.lru import lru_add_drain
+from anonex.kernel.memory import handle_mm_fault
 from anonex.kernel.pgtable import Pte
 from anonex.kernel.rmap import (
     RMAP_NONE,
@@ -29,7 +29,8 @@ from anonex.kernel.rmap import (
     folio_remove_rmap_pte,
     folio_try_share_anon_rmap_pte,
 )
-from anonex.kernel.state import MM, VM_MERGEABLE, Kernel
+from anonex.kernel.state import FAULT_FLAG_REMOTE, FAULT_FLAG_UNSHARE, MM, VM_MERGEABLE, Kernel
+from anonex.kernel.thp import split_folio
 
 
 def _candidates(k: Kernel) -> list[tuple[MM, int, Pte]]:
@@ -119,8 +120,6 @@ def _small_pte(k: Kernel, mm: MM, vpn: int) -> Pte | None:
 def _small_page_at(k: Kernel, mm: MM, vpn: int) -> bool:
     """``try_to_merge_one_page()`` first splits a large folio (a THP's PMD too); False if
     the page cannot be made a small folio (a pinned large folio, the swap cache)."""
-    from anonex.kernel.thp import split_folio
-
     pmd = mm.pmd_at(vpn)
     folio = pmd.folio if pmd is not None else None
     e = mm.ptes.get(vpn)

@@ -9,12 +9,14 @@ populate-read never unshares); ``MADV_PAGEOUT`` reclaims pages mapped by this pr
 from __future__ import annotations
 
 from anonex.kernel.errors import NotModelled, Segfault
-from anonex.kernel.fault import FAULT_FLAG_WRITE, handle_mm_fault
 from anonex.kernel.folio import Folio
+from anonex.kernel.ksm import break_ksm
 from anonex.kernel.lru import lru_add_drain
+from anonex.kernel.memory import handle_mm_fault
 from anonex.kernel.mmap import update_vma_flags, vma_flag_changes, zap_range
 from anonex.kernel.pgtable import HPAGE_PMD_NR, Pte, huge_base
 from anonex.kernel.state import (
+    FAULT_FLAG_WRITE,
     MM,
     VM_DONTCOPY,
     VM_HUGEPAGE,
@@ -25,6 +27,8 @@ from anonex.kernel.state import (
     VM_WRITE,
     Kernel,
 )
+from anonex.kernel.thp import madvise_collapse, split_folio
+from anonex.kernel.vmscan import shrink_folio
 
 # advice -> (VMA flags set, VMA flags cleared)
 _VMA_FLAG = {
@@ -90,12 +94,8 @@ def madvise(k: Kernel, mm: MM, start: int, end: int, advice: str) -> None:
             if mm.name not in k.ksm_mms:
                 k.ksm_mms.append(mm.name)  # __ksm_enter()
     elif advice == "collapse":
-        from anonex.kernel.thp import madvise_collapse
-
         madvise_collapse(k, mm, start, end)
     elif advice == "unmergeable":
-        from anonex.kernel.ksm import break_ksm
-
         break_ksm(k, mm, start, end)
         update_vma_flags(k, mm, start, end, 0, VM_MERGEABLE)
     else:
@@ -108,9 +108,6 @@ def madvise_pageout(k: Kernel, mm: MM, start: int, end: int) -> None:
     (``can_madv_lru_vma``). A large folio the range covers only in part is split first
     (``split_folio()``, refused when something else holds a reference), and its pages in
     the range are reclaimed as small ones."""
-    from anonex.kernel.swap import shrink_folio
-    from anonex.kernel.thp import split_folio
-
     if _hugetlb_in(mm, start, end):
         raise Segfault("EINVAL: MADV_PAGEOUT on a hugetlb VMA")
     lru_add_drain(k)

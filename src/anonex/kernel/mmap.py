@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import itertools
 
+from anonex.kernel.errors import Segfault
 from anonex.kernel.lru import lru_add_drain
 from anonex.kernel.pgtable import HPAGE_PMD_NR, Entry, Pte, SwapPte
-from anonex.kernel.rmap import folio_remove_rmap_pte
+from anonex.kernel.rmap import folio_remove_rmap_pmd, folio_remove_rmap_pte
 from anonex.kernel.state import MM, VM_MAYREAD, VM_MAYWRITE, VM_READ, VM_WRITE, VMA, Kernel
+from anonex.kernel.swap import swap_free
+from anonex.kernel.thp import split_huge_pmd
 
 
 def mmap_anon(k: Kernel, mm: MM, start: int, npages: int, extra_flags: int = 0) -> VMA:
@@ -95,8 +98,6 @@ def zap_entry(k: Kernel, entry: Entry, mm: str = "") -> None:
         folio_remove_rmap_pte(folio, entry.page, mm)
         k.folio_put(folio)
     elif isinstance(entry, SwapPte):
-        from anonex.kernel.swap import swap_free
-
         swap_free(k, entry.slot)
 
 
@@ -137,8 +138,6 @@ def mremap(k: Kernel, mm: MM, start: int, end: int, new_start: int) -> None:
             mm.ptes[vpn + delta] = e
     for base in [b for b in mm.pmds if start <= b < end]:
         if (base + delta) % HPAGE_PMD_NR:
-            from anonex.kernel.thp import split_huge_pmd
-
             split_huge_pmd(k, mm, base)  # move_huge_pmd() needs an aligned destination
             for vpn in range(base, base + HPAGE_PMD_NR):
                 e = mm.ptes.pop(vpn, None)
@@ -168,8 +167,6 @@ def exit_mmap(k: Kernel, mm: MM) -> None:
 
 def zap_huge_pmd(k: Kernel, mm: MM, base: int) -> None:
     """``zap_huge_pmd()`` / ``__unmap_hugepage_range()``: drop a PMD mapping."""
-    from anonex.kernel.rmap import folio_remove_rmap_pmd
-
     pmd = mm.pmds.pop(base)
     if pmd.folio.zero:
         return
@@ -180,9 +177,6 @@ def zap_huge_pmd(k: Kernel, mm: MM, base: int) -> None:
 def split_huge_pmds_at_edges(k: Kernel, mm: MM, start: int, end: int) -> None:
     """Split every THP PMD that ``[start, end)`` covers only in part (hugetlb cannot be
     split: a partial operation on it is EINVAL)."""
-    from anonex.kernel.errors import Segfault
-    from anonex.kernel.thp import split_huge_pmd
-
     for base, pmd in list(mm.pmds.items()):
         if base < end and start < base + HPAGE_PMD_NR and not (start <= base and
                                                                 base + HPAGE_PMD_NR <= end):

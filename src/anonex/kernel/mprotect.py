@@ -10,7 +10,7 @@ Other pages take a write fault later, which reuses or copies.
 from __future__ import annotations
 
 from anonex.kernel import flags as pf
-from anonex.kernel.fault import vm_normal_page
+from anonex.kernel.memory import vm_normal_page
 from anonex.kernel.mmap import (
     split_huge_pmds_at_edges,
     split_range,

@@ -10,6 +10,9 @@ The flag is cleared only by:
 * ``folio_try_share_anon_rmap_*`` (swap-out, migration, KSM, THP freeze), called after the
   entry was cleared: fails while the folio may be pinned, whatever the mm's flag says.
 
+``try_to_unmap_one`` (reclaim) is here too; ``try_to_migrate_one`` is with migration
+(:mod:`anonex.kernel.migrate`), ``make_device_exclusive`` in :mod:`anonex.kernel.device`.
+
 Large folios count mappings three ways: each page's own ``mapcount`` (PTE mappings),
 ``entire_mapcount`` (PMD mappings), and ``large_mapcount`` (all of them), plus the per-mm
 counts that stand for the MM-ID slots of 6.15+.
@@ -186,6 +189,30 @@ def folio_move_anon_rmap(folio: Folio) -> None:
     callers set it. The model has one anon_vma per VMA, so nothing else changes.
     """
     del folio
+
+
+def try_to_unmap_one(k: Kernel, mm: MM, vpn: int, pte: Pte) -> bool:
+    """``try_to_unmap_one()`` (reclaim) for one PTE of an anon page in the swap cache.
+
+    Exclusivity moves into the swap entry: PG_anon_exclusive is sampled, cleared with
+    ``folio_try_share_anon_rmap_pte`` after the PTE was cleared (failing, and restoring the
+    PTE, while the folio may be pinned), and the entry gets the exclusive bit. Returns False
+    when the unmap was refused."""
+    page = pte.page
+    folio = page.folio
+    assert folio.swap is not None
+    slot = folio.swap + page.index
+    anon_exclusive = k.rules.anon_exclusive and pf.PageAnonExclusive(page)
+    del mm.ptes[vpn]  # ptep_clear_flush
+    k.swap[slot].count += 1  # swap_duplicate
+    if anon_exclusive and folio_try_share_anon_rmap_pte(k, folio, page) != 0:
+        k.swap[slot].count -= 1
+        mm.ptes[vpn] = pte
+        return False
+    mm.ptes[vpn] = SwapPte(slot, exclusive=anon_exclusive)
+    folio_remove_rmap_pte(folio, page, mm.name)
+    k.folio_put(folio)
+    return True
 
 
 def maps_page_at(k: Kernel, mm_name: str, vpn: int, page: Page) -> bool:

@@ -1,7 +1,7 @@
 """The model's whole state: the kernel, its processes (mm), VMAs and page tables.
 
 :class:`Kernel` is the root: the version rules, every process's :class:`MM`, the shared zero
-page, the swap device, pipes and pins. Mechanisms live in their own modules (fault, fork,
+page, the swap device, pipes and pins. Mechanisms live in their own modules (memory, fork,
 gup, mprotect, madvise, swap …) as functions that take the kernel first, like the kernel's
 own functions take ``vmf`` or ``mm``.
 
@@ -35,6 +35,14 @@ VM_WIPEONFORK = 0x2000000
 VM_HUGEPAGE = 0x20000000
 VM_NOHUGEPAGE = 0x40000000
 VM_MERGEABLE = 0x80000000
+
+# enum fault_flag and vm_fault_t (include/linux/mm_types.h). A fault handler returns the
+# outcome it produced ("new", "reused", "copied", "swapin", "none"), or VM_FAULT_FALLBACK
+# when a huge-page handler leaves the fault to the PTE level.
+FAULT_FLAG_WRITE = 0x1
+FAULT_FLAG_REMOTE = 0x80
+FAULT_FLAG_UNSHARE = 0x400
+VM_FAULT_FALLBACK = "fallback"
 
 REGION_BASE_VPN = 0x10000000000 >> 12  # 1 TiB, as the live backend
 REGION_STRIDE = 1024  # 4 MiB between regions

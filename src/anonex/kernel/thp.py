@@ -1,35 +1,51 @@
 """Transparent huge pages: PMD-mapped THP, PMD splits, and PTE-mapped large folios.
 
-Models mm/huge_memory.c. A PMD-mapped THP keeps PG_anon_exclusive on its head only, and that
-bit describes the whole PMD mapping. ``__split_huge_pmd`` (partial munmap, mprotect,
-MADV_DONTNEED, mremap, the write-fault fallback, fork of a pinned THP) remaps it with 512
-PTEs; every subpage then gets the head's exclusivity. From then on the flag lives per page.
+Models mm/huge_memory.c, and ``MADV_COLLAPSE`` of mm/khugepaged.c. A PMD-mapped THP keeps
+PG_anon_exclusive on its head only, and that bit describes the whole PMD mapping.
+``__split_huge_pmd`` (partial munmap, mprotect, MADV_DONTNEED, mremap, the write-fault
+fallback, fork of a pinned THP) remaps it with 512 PTEs; every subpage then gets the head's
+exclusivity. From then on the flag lives per page.
 
-* :func:`do_huge_pmd_anonymous_page`: a new THP, head exclusive, PMD writable.
+The fault handlers here are called from ``__handle_mm_fault`` (:mod:`anonex.kernel.memory`)
+and, like the kernel's, return ``VM_FAULT_FALLBACK`` when the fault is to be handled at the
+PTE level instead:
+
+* :func:`do_huge_pmd_anonymous_page`: a new THP, head exclusive, PMD writable; or the huge
+  zero page for a read fault.
 * :func:`do_huge_pmd_wp_page`: reuse the whole THP (head exclusive, or the only reference),
-  else split the PMD and fall back to a 4 KiB copy of the faulting page (5.8+; before, the
-  whole 2 MiB was copied).
+  else split the PMD and fall back, so that the PTE level copies the faulting 4 KiB page
+  (5.8+; before, the whole 2 MiB was copied). A write fault on the huge zero page gets a new
+  THP (6.13+) or falls back the same way.
 * :func:`copy_huge_pmd`: fork shares the THP and clears the head flag, or, for a pinned
   exclusive THP, splits the parent's PMD and lets the PTE path copy each page.
-* :func:`wp_can_reuse_large_anon_folio`: the 6.15+ MM-ID reuse of PTE-mapped large folios.
 """
 
 from __future__ import annotations
 
 from anonex.kernel import flags as pf
-from anonex.kernel.errors import KernelBug
-from anonex.kernel.folio import Folio
+from anonex.kernel.errors import KernelBug, Segfault
+from anonex.kernel.folio import Folio, free_pages_prepare
 from anonex.kernel.lru import lru_add_drain, lru_cache_add
-from anonex.kernel.pgtable import HPAGE_PMD_NR, HPAGE_PMD_ORDER, Pmd, Pte
+from anonex.kernel.pgtable import HPAGE_PMD_NR, HPAGE_PMD_ORDER, Pmd, Pte, huge_base
 from anonex.kernel.rmap import (
     EBUSY,
     RMAP_EXCLUSIVE,
     folio_add_new_anon_rmap,
     folio_move_anon_rmap,
     folio_remove_rmap_pmd,
+    folio_remove_rmap_pte,
     folio_try_dup_anon_rmap_pmd,
 )
-from anonex.kernel.state import MM, VM_NOHUGEPAGE, VM_WRITE, VMA, Kernel
+from anonex.kernel.state import (
+    FAULT_FLAG_UNSHARE,
+    FAULT_FLAG_WRITE,
+    MM,
+    VM_FAULT_FALLBACK,
+    VM_NOHUGEPAGE,
+    VM_WRITE,
+    VMA,
+    Kernel,
+)
 
 
 def split_huge_pmd(k: Kernel, mm: MM, base: int) -> None:
@@ -61,7 +77,22 @@ def split_huge_pmd(k: Kernel, mm: MM, base: int) -> None:
     folio.mm_add(mm.name, HPAGE_PMD_NR)
 
 
-def do_huge_pmd_anonymous_page(k: Kernel, mm: MM, vma: VMA, base: int) -> str:
+def do_huge_pmd_anonymous_page(k: Kernel, mm: MM, vma: VMA, vpn: int, flags: int) -> str:
+    """``do_huge_pmd_anonymous_page()`` where a PMD THP fits: a write fault maps a new THP;
+    a read fault the huge zero page when ``use_zero_page`` is on.
+
+    Without it the model falls back to the PTE level, which maps the small zero page (the
+    kernel allocates a THP for that read fault)."""
+    base = huge_base(vpn)
+    if flags & FAULT_FLAG_WRITE:
+        return __do_huge_pmd_anonymous_page(k, mm, vma, base)
+    if k.thp_use_zero_page:
+        mm.pmds[base] = Pmd(k.huge_zero_folio, write=False, dirty=False)  # set_huge_zero_folio
+        return "new"
+    return VM_FAULT_FALLBACK
+
+
+def __do_huge_pmd_anonymous_page(k: Kernel, mm: MM, vma: VMA, base: int) -> str:
     """``__do_huge_pmd_anonymous_page()``: a new THP, head exclusive, mapped by one PMD."""
     vma.anon_vma = True
     folio = k.alloc_folio(HPAGE_PMD_ORDER)
@@ -83,16 +114,18 @@ def _reuse_pmd(k: Kernel, vma: VMA, pmd: Pmd, unshare: bool) -> str:
 
 
 def do_huge_pmd_wp_page(k: Kernel, mm: MM, vma: VMA, vpn: int, flags: int) -> str:
-    """``do_huge_pmd_wp_page()``: write or unshare fault on a read-only THP PMD."""
-    from anonex.kernel.fault import FAULT_FLAG_UNSHARE, do_wp_page
-
-    base = vpn & ~(HPAGE_PMD_NR - 1)
+    """``do_huge_pmd_wp_page()``: write or unshare fault on a read-only THP PMD. Reuse the
+    THP, or split the PMD and return ``VM_FAULT_FALLBACK`` (≤5.7: copy the whole THP)."""
+    base = huge_base(vpn)
     pmd = mm.pmds[base]
     folio = pmd.folio
     unshare = bool(flags & FAULT_FLAG_UNSHARE)
     r = k.rules
     if folio.zero:
-        return do_huge_zero_wp_pmd(k, mm, vma, vpn, flags)
+        if r.thp_zero_wp_alloc:
+            return do_huge_zero_wp_pmd(k, mm, vma, base, unshare)
+        split_huge_pmd(k, mm, base)
+        return VM_FAULT_FALLBACK
     if r.anon_exclusive and pf.PageAnonExclusive(folio.pages[0]):
         return _reuse_pmd(k, vma, pmd, unshare)
     if r.cow_fixes_part1:
@@ -104,36 +137,19 @@ def do_huge_pmd_wp_page(k: Kernel, mm: MM, vma: VMA, vpn: int, flags: int) -> st
         return _reuse_pmd(k, vma, pmd, unshare)  # reuse_swap_page() on the whole THP
     if not r.thp_wp_split_fallback:
         return _copy_huge_pmd_page(k, mm, vma, base, pmd)
-    split_huge_pmd(k, mm, base)  # split_fallback
-    pte = mm.ptes[vpn]
-    assert isinstance(pte, Pte)
-    return do_wp_page(k, mm, vma, vpn, pte, flags)
-
-
-def do_huge_zero_wp_pmd(k: Kernel, mm: MM, vma: VMA, vpn: int, flags: int) -> str:
-    """A write (or unshare) fault on the huge zero page: since 6.13 (1ced09e0331f) a new THP
-    replaces it; before, the PMD is split into zero-page PTEs and the faulting 4 KiB page
-    is copied."""
-    from anonex.kernel.fault import FAULT_FLAG_UNSHARE, do_wp_page
-
-    base = vpn & ~(HPAGE_PMD_NR - 1)
-    if k.rules.thp_zero_wp_alloc:
-        del mm.pmds[base]
-        do_huge_pmd_anonymous_page(k, mm, vma, base)
-        if flags & FAULT_FLAG_UNSHARE:
-            mm.pmds[base].write = False
-        return "copied"
     split_huge_pmd(k, mm, base)
-    pte = mm.ptes[vpn]
-    assert isinstance(pte, Pte)
-    return do_wp_page(k, mm, vma, vpn, pte, flags)
+    return VM_FAULT_FALLBACK
 
 
-def do_huge_zero_page_read(k: Kernel, mm: MM, base: int) -> str:
-    """``do_huge_pmd_anonymous_page()`` on a read fault with ``use_zero_page``: map the
-    huge zero page read-only with one PMD."""
-    mm.pmds[base] = Pmd(k.huge_zero_folio, write=False, dirty=False)
-    return "new"
+def do_huge_zero_wp_pmd(k: Kernel, mm: MM, vma: VMA, base: int, unshare: bool) -> str:
+    """``do_huge_zero_wp_pmd()`` (6.13+, 1ced09e0331f): a write (or unshare) fault on the
+    huge zero page maps a new THP in its place. Before 6.13 ``do_huge_pmd_wp_page()`` splits
+    the PMD into zero-page PTEs and falls back, and the PTE level copies the faulting page."""
+    del mm.pmds[base]
+    __do_huge_pmd_anonymous_page(k, mm, vma, base)
+    if unshare:
+        mm.pmds[base].write = False
+    return "copied"
 
 
 def _copy_huge_pmd_page(k: Kernel, mm: MM, vma: VMA, base: int, pmd: Pmd) -> str:
@@ -167,25 +183,6 @@ def copy_huge_pmd(k: Kernel, src: MM, dst: MM, vma: VMA, base: int, pmd: Pmd) ->
     return True
 
 
-def wp_can_reuse_large_anon_folio(k: Kernel, mm: MM, folio: Folio) -> bool:
-    """``__wp_can_reuse_large_anon_folio()`` (6.15+): reuse a PTE-mapped large folio when
-    only this mm maps it, more than one page is mapped, and nothing but the mappings holds a
-    reference."""
-    if folio.large_mapcount <= 1:
-        return False
-    if folio.maybe_mapped_shared():
-        return False
-    if folio.swap is not None:
-        from anonex.kernel.swap import folio_free_swap
-
-        folio_free_swap(k, folio)
-    if folio.large_mapcount != folio.refcount:
-        return False
-    del mm
-    return True
-
-
-
 def madvise_collapse(k: Kernel, mm: MM, start: int, end: int) -> None:
     """``MADV_COLLAPSE`` (mm/khugepaged.c ``collapse_huge_page``): copy each fully covered,
     PTE-mapped 2 MiB range into a new THP, head exclusive, mapped by one PMD.
@@ -196,9 +193,6 @@ def madvise_collapse(k: Kernel, mm: MM, start: int, end: int) -> None:
     with them. Fails with EINVAL before 6.1, where the advice does not exist, and before
     6.18 when no PTE of the range is writable (SCAN_PAGE_RO).
     """
-    from anonex.kernel.errors import Segfault
-    from anonex.kernel.rmap import folio_remove_rmap_pte
-
     if not k.rules.madv_collapse:
         raise Segfault("EINVAL: MADV_COLLAPSE does not exist before 6.1")
     lru_add_drain(k)  # lru_add_drain_all()
@@ -304,8 +298,6 @@ def split_folio(k: Kernel, folio: Folio) -> bool:
     folio.large_mapcount = 0
     folio.mm_counts.clear()
     folio.mm_shared = False
-    from anonex.kernel.folio import free_pages_prepare
-
     free_pages_prepare(folio)
     k.freed.append(folio)
     return True
