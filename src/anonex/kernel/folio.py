@@ -78,7 +78,7 @@ class Folio:
     def nr(self) -> int:
         return 1 << self.order
 
-    def test(self, name: str) -> bool:
+    def test(self, name: pf.PageFlagName) -> bool:
         """``folio_test_X()``: the head page's flag (second page for PF_SECOND flags)."""
         return pf.test_page_flag(self.pages[0], name)
 

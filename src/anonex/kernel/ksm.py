@@ -67,7 +67,7 @@ def write_protect_page(k: Kernel, mm: MM, vpn: int, pte: Pte) -> bool:
             return False
         pte.write = False
         pte.dirty = False
-        pf.set_page_flag(page, "dirty")
+        pf.SetPageDirty(page)
     del mm, vpn
     return True
 

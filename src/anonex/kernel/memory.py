@@ -346,12 +346,12 @@ def do_swap_page(k: Kernel, mm: MM, vma: VMA, vpn: int, entry: SwapPte, flags: i
     page = folio.pages[0] if folio.swap is None else folio.pages[entry.slot - folio.swap]
     if "fs-mappedtodisk" in k.injected and not folio.anon:
         # injected: a filesystem sets PG_mappedtodisk on a page in the swap cache
-        pf.set_page_flag(folio.pages[0], "mappedtodisk")
+        pf.SetPageMappedToDisk(folio.pages[0])
     if r.anon_exclusive and k.layout.name in ("mappedtodisk", "owner_2"):
         if folio.anon and pf.PageAnonExclusive(page):
             raise KernelBug("BUG_ON(folio_test_anon(folio) && PageAnonExclusive(page)) in "
                             "do_swap_page", page.name)
-        if not folio.anon and pf.test_page_flag(page, "mappedtodisk"):
+        if not folio.anon and pf.PageMappedToDisk(page):
             raise KernelBug("BUG_ON(!folio_test_anon(folio) && folio_test_mappedtodisk(folio))"
                             " in do_swap_page", page.name)
     exclusive = False
@@ -504,6 +504,6 @@ def restore_exclusive_pte(k: Kernel, mm: MM, vpn: int) -> Pte:
     vma = mm.vma_or_fault(vpn)
     write = bool(vma.flags & VM_WRITE) and k.rules.anon_exclusive and \
         pf.PageAnonExclusive(page)
-    pte = Pte(page, write=write, dirty=pf.test_page_flag(page, "dirty") or write)
+    pte = Pte(page, write=write, dirty=pf.PageDirty(page) or write)
     mm.ptes[vpn] = pte
     return pte

@@ -18,7 +18,7 @@ def identify_page_state(page: Page, skip_slab_for_anon: bool = True) -> str:
     folio = page.folio
     lay = folio.layout
     head = folio.pages[0]
-    if pf.test_page_flag(head, "reserved"):
+    if pf.PageReserved(head):
         return "reserved kernel page"
     slab = lay.bit.get("slab")
     if slab is not None and head.flags >> slab & 1 and \
@@ -30,6 +30,6 @@ def identify_page_state(page: Page, skip_slab_for_anon: bool = True) -> str:
         return "reserved kernel page"
     if folio.swap is not None:
         return "swapcache page"
-    if folio.anon or pf.test_page_flag(head, "lru"):
+    if folio.anon or pf.PageLRU(head):
         return "LRU page"
     return "unknown page"

@@ -87,7 +87,7 @@ def migrate_folio(k: Kernel, folio: Folio) -> bool:
         new.anon = True
         for s, d in zip(folio.pages, new.pages, strict=True):
             d.data = s.data
-        pf.set_page_flag(new.pages[0], "swapbacked")
+        pf.SetPageSwapBacked(new.pages[0])
         k.folio_get(folio, 1)  # held across the move, dropped when freed below
         target = new
     for mm, vpn in done:

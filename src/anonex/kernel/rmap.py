@@ -44,14 +44,14 @@ def folio_add_new_anon_rmap(k: Kernel, folio: Folio, rmap_flags: int, mm: str = 
     the flag goes on each PTE-mapped page, or on the head of a PMD mapping.
     """
     folio.anon = True
-    pf.set_page_flag(folio.pages[0], "swapbacked")
+    pf.SetPageSwapBacked(folio.pages[0])
     excl = _new_flag(k, rmap_flags)
     if not folio.large:
         folio.pages[0].mapcount = 1
         if excl:
             pf.SetPageAnonExclusive(folio.pages[0])
         return
-    pf.set_page_flag(folio.pages[0], "large_rmappable")
+    pf.SetPageLargeRmappable(folio.pages[0])
     if pmd and folio.order == HPAGE_PMD_ORDER:
         folio.entire_mapcount = 1
         folio.large_mapcount = 1
@@ -92,7 +92,7 @@ def folio_remove_rmap_pte(folio: Folio, page: Page, mm: str = "") -> None:
         folio.large_mapcount -= 1
         folio.mm_sub(mm)
         if folio.large_mapcount > 0 and not folio.hugetlb and folio.entire_mapcount == 0:
-            pf.set_page_flag(folio.pages[0], "partially_mapped")  # deferred_split_folio()
+            pf.SetPagePartiallyMapped(folio.pages[0])  # deferred_split_folio()
 
 
 def folio_remove_rmap_pmd(folio: Folio, mm: str = "") -> None:

@@ -93,7 +93,7 @@ def add_to_swap_cache(k: Kernel, folio: Folio, slot: int) -> None:
     for i in range(folio.nr):
         k.swap[slot + i].cache = folio
     folio.swap = slot
-    pf.set_page_flag(folio.pages[0], "swapcache")
+    pf.SetPageSwapCache(folio.pages[0])
     k.folio_get(folio, folio.nr)
 
 
@@ -106,7 +106,7 @@ def delete_from_swap_cache(k: Kernel, folio: Folio) -> None:
         k.swap[base + i].cache = None
         free_swap_slot_if_unused(k, base + i)
     folio.swap = None
-    pf.clear_page_flag(folio.pages[0], "swapcache")
+    pf.ClearPageSwapCache(folio.pages[0])
     k.folio_put(folio, folio.nr)
 
 
@@ -117,8 +117,8 @@ def swap_cache_hit(vma: VMA, vpn: int, folio: Folio) -> None:
     """``swap_cache_get_folio()``: a fault found its page in the swap cache. The VMA's
     readahead info remembers the address, and counts a hit if readahead brought the page."""
     _, win, hits = vma.ra
-    if not folio.large and pf.test_page_flag(folio.pages[0], "readahead"):
-        pf.clear_page_flag(folio.pages[0], "readahead")
+    if not folio.large and pf.PageReadahead(folio.pages[0]):
+        pf.ClearPageReadahead(folio.pages[0])
         hits += 1
     vma.ra = (vpn, win, hits)
 
@@ -171,5 +171,5 @@ def swap_vma_readahead(k: Kernel, mm: MM, vma: VMA, vpn: int) -> None:
         f = k.alloc_folio(0)
         f.pages[0].data = slot.data[0]
         add_to_swap_cache(k, f, e.slot)
-        pf.set_page_flag(f.pages[0], "readahead")
+        pf.SetPageReadahead(f.pages[0])
         k.folio_put(f)  # only the swap cache holds it

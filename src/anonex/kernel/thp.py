@@ -286,7 +286,7 @@ def split_folio(k: Kernel, folio: Folio) -> bool:
             nf = small[idx] = Folio(folio.pfn + idx, 0, folio.layout)
             nf.anon = True
             nf.pages[0].data = folio.pages[idx].data
-            pf.set_page_flag(nf.pages[0], "swapbacked")
+            pf.SetPageSwapBacked(nf.pages[0])
         nf.refcount += 1
         nf.pages[0].mapcount += 1
         if excl:
