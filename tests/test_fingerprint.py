@@ -96,7 +96,7 @@ def test_the_model_reads_back_as_its_own_table(version: str) -> None:
     assert fp.closest_misses == 0
     assert Rules(fp.closest)._on == Rules(v)._on or fp.closest == v or \
         all(getattr(Rules(fp.closest), n) == val for n, val in fp.observed.items())
-    # what the issue asks the five real kernels to show, on the model of each
+    # what the five measured kernels show, on the model of each
     obs = fp.observed
     if version == "5.10.223":
         assert obs["pinned_not_swapcached"] is True  # the 5.10.9 backport

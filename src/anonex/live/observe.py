@@ -387,7 +387,7 @@ class Observer:
             o.extra["kpf"] = raw_word  # what /proc/kpageflags says, kernel bugs included
             present.append((o, pfn, word, whole, head))
         if present:
-            # the decoding is page-types' (anonex.pagetypes.decode), as the issue asks
+            # decoded as page-types decodes (anonex.pagetypes.decode): one decoder for both
             info = dc.page_info(np.array([h for *_, h in present], dtype=np.uint64),
                                 np.array([w for _, _, _, w, _ in present], dtype=np.bool_),
                                 head_mirrored=self.head_mirror)
