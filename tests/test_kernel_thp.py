@@ -135,3 +135,22 @@ expect v == ""
 """))
     t = model_run('P0: mmap A anon 512\nP0: write A "a"\nP0: madvise A collapse\n')
     assert t.verdict == "fail" and "VM_NOHUGEPAGE" in t.reason
+
+
+@pytest.mark.parametrize(("version", "faults"), [("6.18", 0), ("6.12", 1)])
+def test_unsharing_the_huge_zero_page(version: str, faults: int) -> None:
+    """A R/O long-term pin of the huge zero page unshares it. From 6.13
+    do_huge_zero_wp_pmd() maps a new THP, writable in a writable VMA whatever the fault
+    (the next write does not fault); before, the PMD is split and the PTE level copies one
+    page, mapped read-only as every unshare copy is."""
+    text = """P0: mmap A thp
+P0: madvise A dontneed
+P0: read A[3] -> v
+expect P0 A[3] zero
+P0: pin A[3] -> buf ro longterm
+expect P0 A[3] exclusive
+P0: write A[3] "x" @w
+"""
+    t = run(parse(text + f"expect @w faults == {faults}\n", "t.cow"),
+            ModelBackend(KernelVersion.parse(version)))
+    ok(t)

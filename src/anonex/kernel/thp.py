@@ -78,18 +78,14 @@ def split_huge_pmd(k: Kernel, mm: MM, base: int) -> None:
 
 
 def do_huge_pmd_anonymous_page(k: Kernel, mm: MM, vma: VMA, vpn: int, flags: int) -> str:
-    """``do_huge_pmd_anonymous_page()`` where a PMD THP fits: a write fault maps a new THP;
-    a read fault the huge zero page when ``use_zero_page`` is on.
-
-    Without it the model falls back to the PTE level, which maps the small zero page (the
-    kernel allocates a THP for that read fault)."""
+    """``do_huge_pmd_anonymous_page()`` where a PMD THP fits: a read fault maps the huge
+    zero page when ``use_zero_page`` is on; any other fault maps a new THP (writable in a
+    writable VMA, even for a read fault)."""
     base = huge_base(vpn)
-    if flags & FAULT_FLAG_WRITE:
-        return __do_huge_pmd_anonymous_page(k, mm, vma, base)
-    if k.thp_use_zero_page:
+    if not flags & FAULT_FLAG_WRITE and k.thp_use_zero_page:
         mm.pmds[base] = Pmd(k.huge_zero_folio, write=False, dirty=False)  # set_huge_zero_folio
         return "new"
-    return VM_FAULT_FALLBACK
+    return __do_huge_pmd_anonymous_page(k, mm, vma, base)
 
 
 def __do_huge_pmd_anonymous_page(k: Kernel, mm: MM, vma: VMA, base: int) -> str:
@@ -123,7 +119,7 @@ def do_huge_pmd_wp_page(k: Kernel, mm: MM, vma: VMA, vpn: int, flags: int) -> st
     r = k.rules
     if folio.zero:
         if r.thp_zero_wp_alloc:
-            return do_huge_zero_wp_pmd(k, mm, vma, base, unshare)
+            return do_huge_zero_wp_pmd(k, mm, vma, base)
         split_huge_pmd(k, mm, base)
         return VM_FAULT_FALLBACK
     if r.anon_exclusive and pf.PageAnonExclusive(folio.pages[0]):
@@ -141,14 +137,13 @@ def do_huge_pmd_wp_page(k: Kernel, mm: MM, vma: VMA, vpn: int, flags: int) -> st
     return VM_FAULT_FALLBACK
 
 
-def do_huge_zero_wp_pmd(k: Kernel, mm: MM, vma: VMA, base: int, unshare: bool) -> str:
-    """``do_huge_zero_wp_pmd()`` (6.13+, 1ced09e0331f): a write (or unshare) fault on the
-    huge zero page maps a new THP in its place. Before 6.13 ``do_huge_pmd_wp_page()`` splits
-    the PMD into zero-page PTEs and falls back, and the PTE level copies the faulting page."""
+def do_huge_zero_wp_pmd(k: Kernel, mm: MM, vma: VMA, base: int) -> str:
+    """``do_huge_zero_wp_pmd()`` (6.13+, 1ced09e0331f): a write or unshare fault on the
+    huge zero page maps a new THP in its place, writable in a writable VMA whichever fault
+    it was (``map_anon_folio_pmd_pf``). Before 6.13 ``do_huge_pmd_wp_page()`` splits the PMD
+    into zero-page PTEs and falls back, and the PTE level copies the faulting page."""
     del mm.pmds[base]
     __do_huge_pmd_anonymous_page(k, mm, vma, base)
-    if unshare:
-        mm.pmds[base].write = False
     return "copied"
 
 
