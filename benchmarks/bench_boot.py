@@ -1,5 +1,5 @@
-"""Booted kernels: how long one kernel takes for the whole library (issue 10's target: under
-240 s a kernel under software emulation here), and what it observed.
+"""Booted kernels: how long one kernel takes for the whole library (the target: under 240 s
+a kernel under software emulation here), and what it observed.
 
 Run by hand, as root: ``python benchmarks/bench_boot.py [--boot IMAGE …] [PATH …]``
 (default: the four Debian kernels and the whole library). For each kernel, one at a time:
