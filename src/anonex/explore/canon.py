@@ -121,7 +121,8 @@ class Layout:
     ``ksm``: whether process creation order matters (KSM scans in that order);
     ``extra``: fields of the model this module does not know yet, encoded generically;
     ``slots_mod``: the mTHP block size where an mTHP swap-in can happen, else 1 (see
-    :func:`slot_residue`).
+    :func:`slot_residue`); ``dead``: fields the key leaves out, because no rule of the
+    search's kernel version reads them (:mod:`anonex.explore.deadfields`).
     """
 
     vpns: tuple[int, ...]
@@ -130,16 +131,18 @@ class Layout:
     ksm: bool = False
     extra: dict[str, tuple[str, ...]] = field(default_factory=_check_unknown)
     slots_mod: int = 1
+    dead: frozenset[str] = frozenset()
 
 
-def orders(k: Kernel) -> list[list[str]]:
+def orders(k: Kernel, lay: Layout) -> list[list[str]]:
     """The process orders the key minimises over. Every process is interchangeable (P0
     too: once it exits, a child plays its part): processes are sorted by a signature that
     does not depend on names, and only processes with equal signatures are permuted."""
     names = list(k.mms)
     if len(names) <= 1:
         return [names]
-    sig = {n: _signature(k.mms[n]) for n in names}
+    dirty, pinned = "dirty" not in lay.dead, "has_pinned" not in lay.dead
+    sig = {n: _signature(k.mms[n], dirty, pinned) for n in names}
     names.sort(key=sig.__getitem__)
     groups: list[list[str]] = []
     for n in names:
@@ -160,23 +163,24 @@ def orders(k: Kernel) -> list[list[str]]:
 _KIND = {Pte: 0, SwapPte: 1, MigrationPte: 2, DeviceExclusivePte: 3}
 
 
-def _signature(mm: MM) -> tuple[int, ...]:
+def _signature(mm: MM, dirty: bool, pinned: bool) -> tuple[int, ...]:
     """What a process looks like without names: its VMAs, and its entries' kinds and bits
-    and the counts of the pages they map."""
-    out = [len(mm.vmas), len(mm.ptes), len(mm.pmds), int(mm.has_pinned)]
+    and the counts of the pages they map (dirty bits and MMF_HAS_PINNED when live)."""
+    out = [len(mm.vmas), len(mm.ptes), len(mm.pmds), int(mm.has_pinned and pinned)]
     for v in mm.vmas:
         out.extend((v.start, v.npages, v.flags, v.anon_vma))
     for b in sorted(mm.pmds):
         p = mm.pmds[b]
         f = p.folio
-        out.extend((b, p.write, p.dirty, f.refcount, f.entire_mapcount))
+        out.extend((b, p.write, p.dirty and dirty, f.refcount, f.entire_mapcount))
     for vpn in sorted(mm.ptes):
         e = mm.ptes[vpn]
         t = type(e)
         out.extend((vpn, _KIND.get(t, 9)))
         if t is Pte:
             f = e.page.folio  # type: ignore[union-attr]
-            out.extend((e.write, e.dirty, e.special, e.page.mapcount, f.refcount))  # type: ignore[union-attr]
+            out.extend((e.write, e.dirty and dirty, e.special, e.page.mapcount,  # type: ignore[union-attr]
+                        f.refcount))
         elif t is SwapPte:
             out.append(e.exclusive)  # type: ignore[union-attr]
     return tuple(out)
@@ -267,7 +271,7 @@ def key_twins(k: Kernel, oracle: Oracle, lay: Layout) -> tuple[bytes, frozenset[
     process it is twinned with, and the explorer need not try it."""
     best: list[int] | None = None
     ties: list[Sequence[str]] = []
-    for order in orders(k):
+    for order in orders(k, lay):
         enc = encode(k, oracle, lay, order)
         if best is None or enc < best:
             best = enc
@@ -307,6 +311,8 @@ def encode(k: Kernel, oracle: Oracle, lay: Layout, order: Sequence[str]) -> list
     vpns = lay.vpns
     explicit = lay.explicit
     handles = lay.handles
+    dirty = "dirty" not in lay.dead
+    pinned = "has_pinned" not in lay.dead
     pidx = {n: i for i, n in enumerate(order)}
     fidx: dict[int, int] = {id(k.zero_folio): -1}
     folios: list[Folio] = []
@@ -336,7 +342,7 @@ def encode(k: Kernel, oracle: Oracle, lay: Layout, order: Sequence[str]) -> list
                 ext(ra)
             if x_vma:
                 _generic(v, x_vma, out)
-        ap(mm.has_pinned)
+        ap(mm.has_pinned and pinned)
         if x_mm:
             _generic(mm, x_mm, out)
         ap(len(mm.kept_ptables))
@@ -347,7 +353,7 @@ def encode(k: Kernel, oracle: Oracle, lay: Layout, order: Sequence[str]) -> list
         if pmds:
             for b in sorted(pmds):
                 p = pmds[b]
-                ext((b - base, nm.fid(p.folio), p.write, p.dirty))
+                ext((b - base, nm.fid(p.folio), p.write, p.dirty and dirty))
         pt = mm.ptes
         ap(len(pt))
         get = pt.get
@@ -366,7 +372,7 @@ def encode(k: Kernel, oracle: Oracle, lay: Layout, order: Sequence[str]) -> list
                 ap(i)
                 ap(pg.index)
                 ap(e.write)
-                ap(e.dirty)
+                ap(e.dirty and dirty)
                 ap(e.special)
             elif isinstance(e, SwapPte):
                 ap(1)

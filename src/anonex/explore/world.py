@@ -11,9 +11,9 @@ further.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from anonex.explore import canon, properties
+from anonex.explore import canon, deadfields, properties
 from anonex.explore.clone import clone_kernel, clone_oracle
 from anonex.explore.space import PIN_OPTS, Action, Bounds, order, setup_steps, to_step
 from anonex.findings import Finding, model_error
@@ -82,17 +82,23 @@ class Outcome:
 class Space:
     """The model the checkers explore: one kernel version and one bound."""
 
-    def __init__(self, bounds: Bounds, version: KernelVersion, prune: bool = True) -> None:
+    def __init__(self, bounds: Bounds, version: KernelVersion, prune: bool = True,
+                 dead_fields: bool = True) -> None:
         """*prune*: skip actions that cannot lead to a state the others miss: those of
         twin processes (see :func:`canon.key_twins`), and steps that change nothing by the
         model's own account: mprotect() to the protection a range has already, madvise()
         of a VMA flag it has already (mprotect_changes(), madvise_changes()), and
-        MADV_PAGEOUT of a range with nothing to reclaim or split (pageout_changes())."""
+        MADV_PAGEOUT of a range with nothing to reclaim or split (pageout_changes()).
+        *dead_fields*: leave out of the key the fields no rule of this version reads
+        (:mod:`anonex.explore.deadfields`)."""
         self.bounds = bounds
         self.prune = prune
         self.version = version
         self.rules = Rules(version)
-        self.layout = bounds.layout(Kernel(version).mthp_orders)
+        layout = bounds.layout(Kernel(version).mthp_orders)
+        if dead_fields:
+            layout = replace(layout, dead=deadfields.dead_fields(self.rules, bounds.opset))
+        self.layout = layout
         self.regions = bounds.regions
         self.tags = bounds.tag_alphabet
         self._ops = bounds.opset
