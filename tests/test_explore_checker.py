@@ -131,7 +131,8 @@ def test_bfs_counts_and_shortest_counterexample(case: tuple[int, int, bool],
                                                 workers: int) -> None:
     m = RacyLock(*case)
     assert _plain_bfs(m) == PINNED[case]
-    res = Checker(m).bfs().workers(workers).run()
+    # split_at=1: the workers split the frontier at once (keys go to their owners)
+    res = check(m, Options(workers=workers, split_at=1))
     assert res.complete and (res.stats.distinct, res.stats.generated) == PINNED[case]
     assert sum(res.levels) == res.stats.distinct
     [v] = res.violations["mutex"]
@@ -146,7 +147,7 @@ def test_bfs_counts_and_shortest_counterexample(case: tuple[int, int, bool],
 def test_workers_and_fingerprints_give_the_same_result(workers: int) -> None:
     m = RacyLock(3, 8)
     one = check(m)
-    other = check(m, Options(workers=workers, fingerprints=True))
+    other = check(m, Options(workers=workers, fingerprints=True, split_at=1))
     assert (other.stats.distinct, other.stats.generated, other.levels) == \
         (one.stats.distinct, one.stats.generated, one.levels)
     assert other.violations == one.violations and other.reached == one.reached
@@ -177,7 +178,7 @@ def test_options_are_checked() -> None:
 
 
 def test_stop_conditions() -> None:
-    res = check(RacyLock(3, 8), Options(stop_on_first=True, workers=2))
+    res = check(RacyLock(3, 8), Options(stop_on_first=True, workers=2, split_at=1))
     assert res.stopped == "violation" and not res.complete
     res = check(RacyLock(3, 8), Options(max_states=10))
     assert res.stopped == "max-states" and res.stats.distinct >= 10

@@ -47,12 +47,15 @@ def bfs(model: Model[Any, Any], chk: Check, clock: Clock, res: Result,
     pool = make_pool(partial(Partition, opts=replace(opts, progress=None)))
     n = pool.size
     alive = 1
+    whole = n > 1
     try:
         for depth in range(1, model.depth + 1):
             if not alive:
                 break
             stats.depth = depth
-            for gen, broken in pool.call("expand", [()] * n, progress):
+            split = whole and alive >= opts.split_at * n
+            whole = whole and not split
+            for gen, broken in pool.call("expand", [(split,)] * n, progress):
                 stats.generated += gen
                 for found, path in broken:
                     chk.offer(found, path)

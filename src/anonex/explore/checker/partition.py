@@ -49,12 +49,16 @@ def owner(key: bytes, n: int) -> int:
     return zlib.crc32(key) % n if n > 1 else 0
 
 
+def _quiet(n: int) -> bool:
+    return True
+
+
 class Partition(Generic[S]):
     """The states and keys of one partition (see the module docstring)."""
 
     def __init__(self, model: Model[S, Any], rank: int, size: int, report: Report,
                  opts: Options) -> None:
-        """Partition 0 holds the initial state."""
+        """Every partition starts with the initial state (see :meth:`split`)."""
         self.model = model
         self.chk = Check(model, opts)
         self.rank = rank
@@ -66,13 +70,8 @@ class Partition(Generic[S]):
         self.offered: set[Any] = set()
         self._fp = opts.fingerprints
         s0 = model.initial()
-        if owner(model.key(s0), size) == rank:
-            self.store.add(model.key(s0))
-        self.frontier: list[tuple[S, Path, Next[S] | None]] = []
-        if rank == 0:
-            self.frontier.append((s0, (), None))
-        else:
-            model.dispose(s0)
+        self.store.add(model.key(s0))
+        self.frontier: list[tuple[S, Path, Next[S] | None]] = [(s0, (), None)]
         # the successors of this level: (state, path, transition)
         self.held: list[tuple[S, Path, Next[S]]] = []
         # offers to each partition, and the index in held of each
@@ -81,15 +80,39 @@ class Partition(Generic[S]):
         # keys this partition owns met this level: key -> (path, finder, index)
         self.pending: dict[bytes, tuple[Path, int, int]] = {}
         self.winners: list[int] = []  # own offers that won (indexes in held)
+        # every partition runs the first levels whole (see split())
+        self.whole = size > 1
 
-    def expand(self, inbox: list[Any]) -> tuple[tuple[int, list[Found]], list[Any]]:
-        """Expand the frontier: (transitions not yet reported, transition findings), and
-        the offers to each partition."""
-        model, chk, rank, size = self.model, self.chk, self.rank, self.size
+    def split(self) -> None:
+        """Stop running the levels whole: keep every N-th state of the frontier (in the
+        order of paths, from this partition's rank on), drop the others. Which partition
+        holds a state does not matter to the result (the owner of its key decides), only
+        to the balance of work: states of lesser paths find more of the next levels'
+        least paths, and taking turns in that order shares them out. The store keeps the
+        keys of the levels run whole."""
+        self.whole = False
+        keep = []
+        for i, item in enumerate(self.frontier):
+            if i % self.size == self.rank:
+                keep.append(item)
+            else:
+                self.model.dispose(item[0])
+        self.frontier = keep
+
+    def expand(self, inbox: list[Any], split: bool) -> tuple[tuple[int, list[Found]],
+                                                             list[Any] | None]:
+        """Expand the frontier (after :meth:`split`, if *split*): (transitions not yet
+        reported, transition findings), and the offers to each partition."""
+        if split:
+            self.split()
+        model, chk = self.model, self.chk
+        rank, size = (0, 1) if self.whole else (self.rank, self.size)
         store, offered, pending, held = self.store, self.offered, self.pending, self.held
         fp = self._fp
         relevant, key_of, next_state = chk.relevant, model.key, model.next_state
         dispose = model.dispose
+        # partition 0 reports the levels run whole
+        report = self.report if not (self.whole and self.rank) else _quiet
         broken: list[Found] = []
         n = 0
         frontier, self.frontier = self.frontier, []
@@ -130,14 +153,16 @@ class Partition(Generic[S]):
             if not kept:
                 dispose(s)
             if n >= REPORT_EVERY:
-                if self.report(n):
+                if report(n):
                     n = 0
                 collect_some()
         outbox: list[Any] = [o if i != rank else None for i, o in enumerate(self.out)]
-        self.out = [[] for _ in range(size)]
+        self.out = [[] for _ in range(self.size)]
+        if self.whole and self.rank:
+            return (0, []), None  # partition 0 reports the levels run whole
         return (n, broken), outbox
 
-    def merge(self, inbox: list[Any]) -> tuple[int, list[Any]]:
+    def merge(self, inbox: list[Any]) -> tuple[int, list[Any] | None]:
         """Decide the keys this partition owns: the number of new states, and for each
         finder the indexes of its offers that won."""
         model, store, pending = self.model, self.store, self.pending
@@ -156,6 +181,9 @@ class Partition(Generic[S]):
             won[finder].append(i)
         new = len(pending)
         pending.clear()
+        if self.whole:
+            self.winners = won[0]
+            return (0 if self.rank else new), None
         self.winners = won[self.rank]
         outbox: list[Any] = [w if f != self.rank else None for f, w in enumerate(won)]
         return new, outbox
@@ -200,6 +228,8 @@ class Partition(Generic[S]):
                 frontier.append((s, path, o))
         self.store.compact()
         collect_some()
+        if self.whole and self.rank:
+            return ([], [], 0, 0.0), None
         return (broken, hits, len(frontier), self.store.bytes_per_state() *
                 len(self.store)), None
 

@@ -55,6 +55,9 @@ class Options:
     progress: Callable[[Stats], None] | None = None
     progress_every: float = 0.5
     ray: str | None = None
+    # breadth-first on several workers: each runs the levels whole until the frontier has
+    # this many states per worker, then they split it (see checker.partition)
+    split_at: int = 64
 
 
 @dataclass(slots=True)
