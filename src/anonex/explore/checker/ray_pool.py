@@ -9,7 +9,8 @@ through the coordinator. Actors take one CPU each and are spread over the nodes.
 
 ``address``: ``"local"`` starts Ray on this machine; anything else is given to
 ``ray.init`` (``"auto"``, ``"ray://host:10001"``, …). A Ray already initialised in this
-process is used as it is.
+process is used as it is; one started here stays up for the next searches (starting it
+takes seconds) until the process ends or calls ``ray.shutdown()``.
 """
 
 from __future__ import annotations
@@ -53,14 +54,12 @@ class RayPool:
 
     def __init__(self, model: Any, make: Factory, size: int, address: str) -> None:
         ray = self._ray = _import_ray()
-        self._started = False
         if not ray.is_initialized():
             os.environ.setdefault("RAY_ACCEPT_CLUSTER_STATE_WARNING", "1")
             if address == "local":
                 ray.init(num_cpus=size, include_dashboard=False, log_to_driver=False)
             else:
                 ray.init(address=address, log_to_driver=False)
-            self._started = True
         host = ray.remote(num_cpus=1)(_Host).options(scheduling_strategy="SPREAD")
         build = model.remote()
         self._actors = [host.remote(build, make, rank, size) for rank in range(size)]
@@ -89,5 +88,3 @@ class RayPool:
         for a in self._actors:
             self._ray.kill(a)
         self._actors = []
-        if self._started:
-            self._ray.shutdown()
