@@ -15,7 +15,7 @@ from typing import Any
 
 from anonex.explore import properties
 from anonex.explore.checker.model import Finding, Next, Path, Sometimes
-from anonex.explore.expand import dispose
+from anonex.explore.dispose import dispose
 from anonex.explore.space import COMMON_OPS, Action, Bounds, order
 from anonex.explore.world import Outcome, Space, World
 from anonex.versions import KernelVersion

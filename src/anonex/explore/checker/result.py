@@ -57,7 +57,7 @@ class Options:
     ray: str | None = None
     # breadth-first on several workers: each runs the levels whole until the frontier has
     # this many states per worker, then they split it (see checker.partition)
-    split_at: int = 64
+    split_at: int = 32
 
 
 @dataclass(slots=True)
