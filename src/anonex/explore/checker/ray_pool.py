@@ -10,7 +10,8 @@ through the coordinator. Actors take one CPU each and are spread over the nodes.
 ``address``: ``"local"`` starts Ray on this machine; anything else is given to
 ``ray.init`` (``"auto"``, ``"ray://host:10001"``, …). A Ray already initialised in this
 process is used as it is; one started here stays up for the next searches (starting it
-takes seconds) until the process ends or calls ``ray.shutdown()``.
+takes seconds) until the process ends or calls ``ray.shutdown()``. Every node of the
+cluster needs the same anonex installed (``pip install 'anonex[ray]'``).
 """
 
 from __future__ import annotations
