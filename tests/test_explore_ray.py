@@ -31,6 +31,21 @@ def cluster() -> Iterator[str]:
         c.shutdown()
 
 
+def test_the_actors_run_on_both_nodes(cluster: str) -> None:
+    from functools import partial
+
+    from anonex.explore.checker.partition import Partition
+    from anonex.explore.checker.ray_pool import RayPool
+    from anonex.explore.kernel_model import KernelModel
+
+    space = Space(Bounds(kinds=("anon",), depth=2), KernelVersion.parse("6.18"))
+    pool = RayPool(KernelModel(space), partial(Partition, opts=Options()), 2, cluster)
+    try:
+        assert len(set(pool.nodes())) == 2
+    finally:
+        pool.close()
+
+
 def _same(a: Result, b: Result) -> None:
     assert (a.stats.distinct, a.stats.generated, a.levels) == \
         (b.stats.distinct, b.stats.generated, b.levels)

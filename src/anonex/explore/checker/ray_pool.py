@@ -43,6 +43,12 @@ class _Host:
         self.size = size
         self.obj = make(build(), rank, size, lambda n: False)
 
+    def node(self) -> str:
+        """The Ray node this actor runs on."""
+        import ray
+
+        return str(ray.get_runtime_context().get_node_id())
+
     def call(self, method: str, args: tuple[Any, ...], *inbox: Any) -> Any:
         with no_gc():
             result, outbox = getattr(self.obj, method)(list(inbox), *args)
@@ -69,6 +75,10 @@ class RayPool:
     @property
     def size(self) -> int:
         return len(self._actors)
+
+    def nodes(self) -> list[str]:
+        """The node of each actor."""
+        return list(self._ray.get([a.node.remote() for a in self._actors]))
 
     def call(self, method: str, args: Sequence[tuple[Any, ...]],
              on_progress: Progress) -> list[Any]:
