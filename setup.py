@@ -28,7 +28,7 @@ COMPILED = sorted(
               *(SRC / "anonex" / "harness").glob("*.py"),
               *(SRC / "anonex" / "explore" / m for m in (
                   "clone.py", "canon.py", "world.py", "properties.py", "space.py",
-                  "expand.py"))]
+                  "dispose.py", "kernel_model.py", "checker/partition.py"))]
     if p.name not in ("versions.py", "__init__.py"))
 
 BUILDS = ("build", "build_ext", "bdist_wheel", "editable_wheel", "develop", "install")

@@ -204,11 +204,12 @@ def test_random_walks_are_reproducible(workers: int) -> None:
         {p: [v.path for v in vs] for p, vs in b.violations.items()}
 
 
-def test_max_states_and_timeout_stop_the_search() -> None:
-    _, r = search("6.18", depth=8, max_states=300)
+@pytest.mark.parametrize("workers", [1, 2])
+def test_max_states_and_timeout_stop_the_search(workers: int) -> None:
+    _, r = search("6.18", depth=8, max_states=300, workers=workers)
     assert not r.complete and r.stopped == "max-states" and r.stats.distinct >= 300
-    _, r = search("6.18", depth=8, timeout=0.3)
-    assert not r.complete and r.stopped == "timeout"
+    _, r = search("6.18", depth=8, timeout=0.3, workers=workers)
+    assert not r.complete and r.stopped == "timeout" and r.stats.elapsed < 2
 
 
 def test_stop_on_first_and_property_selection() -> None:

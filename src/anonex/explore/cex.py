@@ -25,7 +25,7 @@ from importlib import resources
 from pathlib import Path
 
 from anonex.explore import properties
-from anonex.explore.search import Violation
+from anonex.explore.checker.result import Violation
 from anonex.explore.space import COMMON_OPS, OPS, Action, Bounds, setup_steps, to_step
 from anonex.explore.world import Space, World
 from anonex.findings import PROPERTIES

@@ -126,6 +126,10 @@ def explore_cmd(
     walks: Annotated[int | None, typer.Option(help="number of random walks")] = None,
     workers: Annotated[int | None, typer.Option(
         "--workers", "-j", help="worker processes (BFS) [default: all cores]")] = None,
+    ray: Annotated[str | None, typer.Option(
+        "--ray", metavar="ADDRESS",
+        help="run the workers as actors of the Ray cluster at ADDRESS ('auto': the one "
+             "this machine belongs to; 'local': start one here); needs anonex[ray]")] = None,
     max_states: Annotated[int | None, typer.Option(help="stop after this many distinct "
                                                         "states")] = None,
     timeout: Annotated[float | None, typer.Option(help="stop after this many seconds per "
@@ -167,6 +171,11 @@ def explore_cmd(
         op_list = OPS
     props = tuple(_split(prop)) or None
     nworkers = workers if workers is not None else (os.cpu_count() or 1)
+    if ray is not None:
+        try:
+            import ray as _ray  # noqa: F401
+        except ImportError:
+            raise usage("--ray needs Ray: pip install 'anonex[ray]'") from None
     searches: list[Space] = []
     try:
         for sc in scopes:
@@ -188,11 +197,11 @@ def explore_cmd(
         scope = ",".join(space.bounds.kinds)
         printer.prefix = f"{strat} {version} ({scope})"
         printer.event("start", kernel=str(version), scope=scope, strategy=strat,
-                      workers=nworkers, bounds=_bounds_json(space.bounds))
+                      workers=nworkers, ray=ray, bounds=_bounds_json(space.bounds))
         opts = Options(strategy=strat, workers=nworkers, max_states=max_states,
                        timeout=timeout, fingerprints=fingerprints, seed=seed, walks=walks,
                        properties=props, stop_on_first=stop_on_first,
-                       per_property=per_property, progress=printer.progress)
+                       per_property=per_property, progress=printer.progress, ray=ray)
         res = explore(space, opts)
         printer.done()
         origin = {"bfs": "", "dfs": "depth-first (not the shortest path)",

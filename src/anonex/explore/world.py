@@ -78,6 +78,11 @@ class Outcome:
         self.crashed = crashed
         self.checked = checked
 
+    @property
+    def state(self) -> World:
+        """The new state (the name the generic checker knows it by)."""
+        return self.world
+
 
 class Space:
     """The model the checkers explore: one kernel version and one bound."""
