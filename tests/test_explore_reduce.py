@@ -95,3 +95,25 @@ def test_every_reader_of_a_dead_field_is_known(field: str) -> None:
     dead_fields() and listed in READERS, or the reduction could merge states the new
     reader tells apart."""
     assert _readers(field) == set(READERS[field])
+
+
+def test_the_command_line_turns_it_off() -> None:
+    """``--no-dead-fields`` gives the pinned count of the search without the reduction."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from anonex.cli import app
+
+    def summary(*extra: str) -> dict[str, object]:
+        res = CliRunner().invoke(app, ["explore", "--kernel", "6.18", "--kinds", "anon",
+                                       "--depth", "4", "--json", "--no-files", "-j", "1",
+                                       *extra])
+        assert res.exit_code == 0, res.stdout
+        out: dict[str, object] = json.loads(res.stdout.splitlines()[-1])
+        return out
+
+    on, off = summary(), summary("--no-dead-fields")
+    assert off["distinct"] == 766  # tests/test_explore.py PINNED[("6.18", "anon", 4)]
+    assert on["distinct"] < off["distinct"]  # type: ignore[operator]
+    assert (on["violated"], on["sometimes"]) == (off["violated"], off["sometimes"])

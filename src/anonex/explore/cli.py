@@ -136,6 +136,10 @@ def explore_cmd(
                                                        "search")] = None,
     fingerprints: Annotated[bool, typer.Option(
         "--fingerprints", help="store 64-bit fingerprints instead of whole states")] = False,
+    dead_fields: Annotated[bool, typer.Option(
+        "--dead-fields/--no-dead-fields", help="leave out of the state key the fields no "
+                                               "rule of this kernel version reads (same "
+                                               "answers, fewer states)")] = True,
     prop: Annotated[list[str] | None, typer.Option(
         "--property", "-p", help="check only these properties (repeat or comma-separate); "
                                  "all: " + ", ".join(properties.ALL_NAMES))] = None,
@@ -182,7 +186,7 @@ def explore_cmd(
             b = Bounds(procs=procs, pages=pages, kinds=sc, ops=op_list,
                        depth=scope_depth(sc, depth), tags=tags, handles=handles,
                        inject=tuple(_split(inject)))
-            searches.append(Space(b, version))
+            searches.append(Space(b, version, dead_fields=dead_fields))
         if props:
             bad = [p for p in props if p not in properties.ALL_NAMES]
             if bad:
