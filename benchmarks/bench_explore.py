@@ -1,7 +1,8 @@
 """Explorer speed: distinct states per second on one core, on two cores (forked workers)
 and on a local Ray cluster, bytes per stored state, and the time to exhaust the bound.
 
-Run by hand: ``python benchmarks/bench_explore.py [--quick] [--no-ray] [--pairs N]``. Targets
+Run by hand: ``python benchmarks/bench_explore.py [--quick] [--no-ray] [--pairs N]
+[--design N]``. Targets
 (DESIGN §8): ~15,000 distinct states/s on one core with the model compiled; two cores
 ≥ 1.8× one core on the depth-7 small-page bound (``kinds=("anon",)``, kernel 6.18, what
 ``anonex explore`` runs first); the default bound exhausted in under 60 s on 2 cores.
@@ -15,6 +16,10 @@ On a shared or virtual machine one run says little (the same search takes 3 s or
 minute apart); ``--pairs N`` runs the bound N times each way in fresh processes,
 interleaved: one core, two cores, and two one-core searches at once (what the machine
 itself gives two processes: the ceiling of any parallel search), and prints the medians.
+``--design N`` runs the bound's N partitions one after another in this process
+(``Options(serial=True)``) and compares their CPU times with one partition's: the speed-up
+the design allows on N cores that do not slow each other down (what the partitions repeat,
+exchange and wait for), apart from the machine.
 """
 
 from __future__ import annotations
@@ -121,8 +126,28 @@ def pairs(n: int, depth: int) -> None:
           f">= 1.8x); the machine's ceiling {statistics.median(ceiling):.2f}x")
 
 
+def design(n: int, depth: int) -> None:
+    """The CPU time of one partition against each of *n*, run one after another."""
+    space = Space(Bounds(kinds=("anon",), depth=depth), KernelVersion.parse("6.18"))
+    t0 = time.process_time()
+    one = explore(space, Options(workers=1))
+    alone = time.process_time() - t0
+    parts = explore(space, Options(workers=n, serial=True))
+    assert (parts.stats.distinct, parts.levels) == (one.stats.distinct, one.levels)
+    cpu = parts.worker_cpu
+    print(f"6.18 anon depth {depth}: 1 partition {alone:.2f}s cpu; {n} partitions "
+          + ", ".join(f"{t:.2f}s" for t in cpu) + f" cpu (sum {sum(cpu):.2f}s, "
+          f"{sum(cpu) / alone - 1:+.1%} work; slowest {max(cpu):.2f}s, "
+          f"{max(cpu) / (sum(cpu) / n) - 1:+.1%} of the mean)")
+    print(f"  the design allows {alone / max(cpu):.2f}x on {n} cores that do not slow each "
+          "other down")
+
+
 def main() -> None:
     quick = "--quick" in sys.argv
+    if "--design" in sys.argv:
+        design(int(sys.argv[sys.argv.index("--design") + 1]), 6 if quick else 7)
+        return
     if "--pairs" in sys.argv:
         pairs(int(sys.argv[sys.argv.index("--pairs") + 1]), 6 if quick else 7)
         return

@@ -153,6 +153,20 @@ def test_workers_and_fingerprints_give_the_same_result(workers: int) -> None:
     assert other.violations == one.violations and other.reached == one.reached
 
 
+@pytest.mark.parametrize("workers", [2, 3])
+def test_serial_workers_give_the_same_result_and_their_cpu(workers: int) -> None:
+    """SerialPool runs the partitions one after another in this process: the same search,
+    and the CPU time of each partition (what bench_explore.py --design reports)."""
+    m = RacyLock(3, 12)
+    one = check(m)
+    serial = check(m, Options(workers=workers, serial=True, split_at=1))
+    assert (serial.stats.distinct, serial.stats.generated, serial.levels) == \
+        (one.stats.distinct, one.stats.generated, one.levels)
+    assert serial.violations == one.violations and serial.reached == one.reached
+    assert len(serial.worker_cpu) == workers and all(t >= 0 for t in serial.worker_cpu)
+    assert one.worker_cpu == []
+
+
 def test_dfs_sees_every_state() -> None:
     m = RacyLock(3, 8)
     res = Checker(m).dfs().run()

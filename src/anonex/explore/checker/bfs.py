@@ -79,4 +79,5 @@ def bfs(model: Model[Any, Any], chk: Check, clock: Clock, res: Result,
             res.bytes_per_state = total / stats.distinct if stats.distinct else 0.0
             clock.tick()
     finally:
+        res.worker_cpu = list(getattr(pool, "cpu", []))
         pool.close()

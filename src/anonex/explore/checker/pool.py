@@ -8,6 +8,10 @@ This one all-to-all exchange is all the checkers need to move keys between parti
 and it lets the transport choose how bytes travel:
 
 * :class:`InlinePool`: one worker, in this process (one core; nothing is copied);
+* :class:`SerialPool`: several workers in this process, one after another, their outboxes
+  pickled as between processes: the CPU time each worker's share of a search takes, apart
+  from what the machine does to processes that run at once (what N perfect cores could
+  gain: ``bench_explore.py --design``);
 * :class:`ForkPool`: forked processes (``multiprocessing``, fork), which inherit the model
   and talk to the coordinator over pipes; each outbox entry is pickled by its sender and
   unpickled by its receiver, the coordinator only passes the bytes on;
@@ -24,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import pickle
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection, wait
@@ -84,6 +89,41 @@ class InlinePool:
         close = getattr(self._obj, "close", None)
         if close is not None:
             close()
+
+
+class SerialPool:
+    """*size* workers in this process, called one after another; :attr:`cpu` is the CPU
+    time each has taken (its calls, and pickling what it sends)."""
+
+    def __init__(self, model: Any, make: Factory, size: int) -> None:
+        self._objs = [make(model, rank, size, lambda n: True) for rank in range(size)]
+        self._inbox: list[list[bytes | None]] = [[None] * size for _ in range(size)]
+        self.cpu = [0.0] * size
+
+    @property
+    def size(self) -> int:
+        return len(self._objs)
+
+    def call(self, method: str, args: Sequence[tuple[Any, ...]],
+             on_progress: Progress) -> list[Any]:
+        results: list[Any] = []
+        outs: list[list[bytes | None] | None] = []
+        for rank, obj in enumerate(self._objs):
+            t0 = time.process_time()
+            got = [None if b is None else pickle.loads(b) for b in self._inbox[rank]]
+            result, outbox = getattr(obj, method)(got, *args[rank])
+            outs.append(None if outbox is None else
+                        [None if x is None else pickle.dumps(x, 5) for x in outbox])
+            self.cpu[rank] += time.process_time() - t0
+            results.append(result)
+        self._inbox = _transpose(outs, self.size)
+        return results
+
+    def close(self) -> None:
+        for obj in self._objs:
+            close = getattr(obj, "close", None)
+            if close is not None:
+                close()
 
 
 def _serve(model: Any, make: Factory, rank: int, size: int,

@@ -55,6 +55,9 @@ class Options:
     progress: Callable[[Stats], None] | None = None
     progress_every: float = 0.5
     ray: str | None = None
+    # run the workers one after another in this process (pool.SerialPool), to measure
+    # each one's share apart from what the machine does to processes that run at once
+    serial: bool = False
     # breadth-first on several workers: each runs the levels whole until the frontier has
     # this many states per worker, then they split it (see checker.partition)
     split_at: int = 32
@@ -76,6 +79,7 @@ class Result:
     bytes_per_state: float
     max_depth: int = 0  # the deepest state found
     levels: list[int] = field(default_factory=list)  # distinct states per BFS level
+    worker_cpu: list[float] = field(default_factory=list)  # CPU s per worker (serial only)
 
     @property
     def missed(self) -> tuple[str, ...]:

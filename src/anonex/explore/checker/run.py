@@ -17,7 +17,7 @@ from anonex.explore.checker.check import Check, Clock
 from anonex.explore.checker.dfs import dfs
 from anonex.explore.checker.memory import no_gc
 from anonex.explore.checker.model import A, Model, S
-from anonex.explore.checker.pool import Factory, ForkPool, InlinePool, Pool
+from anonex.explore.checker.pool import Factory, ForkPool, InlinePool, Pool, SerialPool
 from anonex.explore.checker.result import Options, Result, Stats, Stop
 from anonex.explore.checker.walks import walks
 
@@ -35,6 +35,8 @@ def pool_maker(model: Model[Any, Any], opts: Options) -> Callable[[Factory], Poo
         return lambda make: RayPool(model, make, n, address)
     if n == 1:
         return lambda make: InlinePool(model, make)
+    if opts.serial:
+        return lambda make: SerialPool(model, make, n)
     return lambda make: ForkPool(model, make, n, opts.progress_every)
 
 
