@@ -18,7 +18,7 @@ from dataclasses import replace
 from functools import partial
 from typing import Any
 
-from anonex.explore.checker.check import Check, Clock, pairs
+from anonex.explore.checker.check import Check, Clock, start
 from anonex.explore.checker.model import Model
 from anonex.explore.checker.partition import Partition
 from anonex.explore.checker.pool import Factory, Pool
@@ -30,14 +30,10 @@ def bfs(model: Model[Any, Any], chk: Check, clock: Clock, res: Result,
     """Search *model* breadth-first over the pool *make_pool* builds."""
     stats = clock.stats
     opts = clock.opts
-    s0 = model.initial()
-    stats.distinct = 1
-    f = chk.relevant(model.check(s0, None))
-    chk.offer(pairs(f), ())
-    chk.reach(chk.hits(s0, set()), ())
+    s0, broken = start(model, chk, stats)
     model.dispose(s0)
     res.levels.append(1)
-    if f:
+    if broken:
         return
 
     def progress(n: int) -> None:

@@ -125,3 +125,15 @@ class Clock:
             raise Stop("max-states")
         if self.chk.found and self.opts.stop_on_first:
             raise Stop("violation")
+
+
+def start(model: Model[Any, Any], chk: Check, stats: Stats) -> tuple[Any, bool]:
+    """The initial state, counted and checked as every strategy begins: its always
+    properties offered, its sometimes properties noted. True when it breaks one (then
+    there is nothing to explore)."""
+    s0 = model.initial()
+    stats.distinct = 1
+    found = chk.relevant(model.check(s0, None))
+    chk.offer(pairs(found), ())
+    chk.reach(chk.hits(s0, set()), ())
+    return s0, bool(found)

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from anonex.explore.checker.check import Check, Clock, pairs
+from anonex.explore.checker.check import Check, Clock, pairs, start
 from anonex.explore.checker.model import Model, Path
 from anonex.explore.checker.result import Result
 from anonex.explore.checker.store import FingerprintStore
@@ -19,12 +19,8 @@ from anonex.explore.checker.store import FingerprintStore
 def dfs(model: Model[Any, Any], chk: Check, clock: Clock, res: Result) -> None:
     """Search *model* depth-first."""
     stats = clock.stats
-    s0 = model.initial()
-    stats.distinct = 1
-    f0 = chk.relevant(model.check(s0, None))
-    chk.offer(pairs(f0), ())
-    chk.reach(chk.hits(s0, set()), ())
-    if f0:
+    s0, broken = start(model, chk, stats)
+    if broken:
         return
     fp = FingerprintStore.fingerprint if clock.opts.fingerprints else None
     key0 = model.key(s0)

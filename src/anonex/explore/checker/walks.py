@@ -17,7 +17,7 @@ from dataclasses import replace
 from functools import partial
 from typing import Any
 
-from anonex.explore.checker.check import Check, Clock, pairs
+from anonex.explore.checker.check import Check, Clock, pairs, start
 from anonex.explore.checker.model import Model, Path
 from anonex.explore.checker.pool import Factory, Pool, Report
 from anonex.explore.checker.result import Options, Result, Stats, Stop
@@ -32,12 +32,8 @@ def walks(model: Model[Any, Any], chk: Check, clock: Clock, res: Result,
           make_pool: Callable[[Factory], Pool], workers: int) -> None:
     """Random walks over the pool (see the module docstring)."""
     opts, stats = clock.opts, clock.stats
-    s0 = model.initial()
-    stats.distinct = 1
-    f0 = chk.relevant(model.check(s0, None))
-    chk.offer(pairs(f0), ())
-    chk.reach(chk.hits(s0, set()), ())
-    if f0:
+    s0, broken = start(model, chk, stats)
+    if broken:
         return
     count = opts.walks
     if count is None and opts.max_states is None and opts.timeout is None:
