@@ -117,3 +117,15 @@ def test_the_command_line_turns_it_off() -> None:
     assert off["distinct"] == 766  # tests/test_explore.py PINNED[("6.18", "anon", 4)]
     assert on["distinct"] < off["distinct"]  # type: ignore[operator]
     assert (on["violated"], on["sometimes"]) == (off["violated"], off["sometimes"])
+
+
+@pytest.mark.parametrize("dead", [True, False])
+def test_a_ray_actor_builds_the_same_space(dead: bool) -> None:
+    """A Ray actor rebuilds the model from KernelModel.remote(): with the reduction as the
+    coordinator chose it, or the partitions would key states differently."""
+    from anonex.explore.kernel_model import KernelModel
+
+    space = Space(Bounds(kinds=("anon",), depth=3), V("6.18"), dead_fields=dead)
+    again = KernelModel(space).remote()().space
+    assert again.layout == space.layout and again.prune == space.prune
+    assert bool(again.layout.dead) == dead

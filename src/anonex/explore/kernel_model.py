@@ -83,9 +83,10 @@ class KernelModel:
         fields = {"procs": b.procs, "pages": b.pages, "kinds": tuple(b.kinds),
                   "ops": tuple(b.ops), "depth": b.depth, "tags": b.tags,
                   "handles": b.handles, "inject": tuple(b.inject)}
-        return partial(_build, fields, str(sp.version), sp.prune)
+        return partial(_build, fields, str(sp.version), sp.prune, sp.dead_fields)
 
 
-def _build(fields: dict[str, Any], version: str, prune: bool) -> KernelModel:
+def _build(fields: dict[str, Any], version: str, prune: bool, dead_fields: bool) -> KernelModel:
     """The model again, in another process (a Ray actor)."""
-    return KernelModel(Space(Bounds(**fields), KernelVersion.parse(version), prune))
+    return KernelModel(Space(Bounds(**fields), KernelVersion.parse(version), prune,
+                             dead_fields))

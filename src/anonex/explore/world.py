@@ -98,6 +98,7 @@ class Space:
         (:mod:`anonex.explore.deadfields`)."""
         self.bounds = bounds
         self.prune = prune
+        self.dead_fields = dead_fields
         self.version = version
         self.rules = Rules(version)
         layout = bounds.layout(Kernel(version).mthp_orders)
