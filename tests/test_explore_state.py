@@ -229,7 +229,7 @@ def test_pages_past_the_explored_ones_stay_alike(kinds: tuple[str, ...]) -> None
 
 
 def test_fingerprint_store_finds_keys_before_and_after_compaction() -> None:
-    from anonex.explore.store import FingerprintStore
+    from anonex.explore.checker.store import FingerprintStore
 
     store = FingerprintStore(flush_at=50)
     keys = [f"state {i}".encode() for i in range(120)]

@@ -7,12 +7,13 @@ state and reaches the sometimes properties (:mod:`anonex.explore.properties`), a
 each counterexample as a ``.cow`` scenario (:mod:`anonex.explore.cex`).
 
 Modules, in the order of the flow: ``space`` (bounds, actions), ``world`` (a state, a
-step), ``clone`` (fast copies), ``canon`` (the canonical key, symmetry), ``dispose``
-(dropping states), ``properties``, ``kernel_model`` (all of these as a model of the generic
-checker), ``checker`` (the generic checker: breadth-first, depth-first, random walks over
-one pool of workers, forked or on Ray; it knows nothing of the kernel), ``search`` (the
-checker on the kernel model: :func:`explore`, :class:`Checker`), ``cex`` (counterexamples,
-replay, known kernel behaviour), ``cli``.
+step), ``clone`` (fast copies), ``canon`` (the canonical key, symmetry), ``deadfields``
+(what the key leaves out at a kernel version), ``dispose`` (dropping states),
+``properties``, ``kernel_model`` (all of these as a model of the generic checker),
+``checker`` (the generic checker: breadth-first, depth-first, random walks over one pool of
+workers, forked or on Ray; it knows nothing of the kernel), ``search`` (the checker on the
+kernel model: :func:`explore`, :class:`Checker`), ``cex`` (counterexamples, replay, known
+kernel behaviour), ``cli``.
 """
 
 from anonex.explore.search import Checker, Options, Result, Stats, Violation, explore

@@ -36,6 +36,7 @@ from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from anonex.explore.deadfields import DIRTY, HAS_PINNED
 from anonex.harness.oracle import Oracle
 from anonex.kernel.folio import Folio
 from anonex.kernel.pgtable import DeviceExclusivePte, MigrationPte, Pte, SwapPte
@@ -141,7 +142,7 @@ def orders(k: Kernel, lay: Layout) -> list[list[str]]:
     names = list(k.mms)
     if len(names) <= 1:
         return [names]
-    dirty, pinned = "dirty" not in lay.dead, "has_pinned" not in lay.dead
+    dirty, pinned = DIRTY not in lay.dead, HAS_PINNED not in lay.dead
     sig = {n: _signature(k.mms[n], dirty, pinned) for n in names}
     names.sort(key=sig.__getitem__)
     groups: list[list[str]] = []
@@ -311,8 +312,8 @@ def encode(k: Kernel, oracle: Oracle, lay: Layout, order: Sequence[str]) -> list
     vpns = lay.vpns
     explicit = lay.explicit
     handles = lay.handles
-    dirty = "dirty" not in lay.dead
-    pinned = "has_pinned" not in lay.dead
+    dirty = DIRTY not in lay.dead
+    pinned = HAS_PINNED not in lay.dead
     pidx = {n: i for i, n in enumerate(order)}
     fidx: dict[int, int] = {id(k.zero_folio): -1}
     folios: list[Folio] = []
